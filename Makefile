@@ -1,0 +1,44 @@
+# VisionQueue. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+IMAGES ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo up test test-fast migrate superuser clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(INSTALLED) ## Create .venv and install the pinned requirements
+
+demo: $(INSTALLED) ## Recognise samples/ (or IMAGES=dir) through the whole system, print the results
+	$(PY) manage.py demo $(if $(IMAGES),--images "$(IMAGES)")
+
+up: $(INSTALLED) ## Run web :8000, worker and Flower :5555 in the foreground (Ctrl-C stops)
+	$(PY) manage.py up
+
+test: $(INSTALLED) ## Run every test (unit, integration with real Redis and workers)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(INSTALLED) ## Unit tests only (no worker processes)
+	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+migrate: $(INSTALLED) ## Create or update the database
+	$(PY) manage.py migrate
+
+superuser: $(INSTALLED) ## Create an admin account for /admin/
+	$(PY) manage.py createsuperuser
+
+clean: ## Remove the venv and local state (database, uploads, logs)
+	rm -rf $(VENV) var staticfiles
+	find media -mindepth 1 ! -name .gitkeep -delete

@@ -1,0 +1,61 @@
+"""Every Celery setting in one place, each with the reason for its value.
+
+Read by tasks.celery_app. Values come from Django settings where an operator
+may want to change them, so there is one source of configuration.
+"""
+
+from django.conf import settings
+
+from tasks.embedded_redis import broker_url as _broker_url
+
+# --- Broker -----------------------------------------------------------------
+# A real Redis always: REDIS_URL, or the embedded redis-server when unset.
+broker_url = _broker_url()
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # A task unacknowledged this long is handed to another worker. It must be
+    # longer than the hard time limit, or a slow batch would run twice.
+    "visibility_timeout": settings.VQ_TASK_HARD_TIME_LIMIT * 4,
+}
+
+# --- Results ----------------------------------------------------------------
+# Results live in the database (Item rows); Celery's result store is unused.
+task_ignore_result = True
+result_backend = None
+
+# --- Messages ---------------------------------------------------------------
+# JSON only: messages carry item ids and a model name, never image bytes.
+task_serializer = "json"
+accept_content = ["json"]
+
+# --- Delivery guarantees ----------------------------------------------------
+# Acknowledge after the batch is written, and re-queue the batch if the worker
+# process dies mid-way; results are written idempotently, so a second
+# delivery changes nothing.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One batch at a time per process: a prefetched batch would wait behind the
+# current one instead of going to an idle worker.
+worker_prefetch_multiplier = 1
+
+# --- Time limits ------------------------------------------------------------
+task_soft_time_limit = settings.VQ_TASK_SOFT_TIME_LIMIT
+task_time_limit = settings.VQ_TASK_HARD_TIME_LIMIT
+
+# --- Routing ----------------------------------------------------------------
+# Queues per device class (infer.cpu, infer.gpu); tasks.dispatch picks one per
+# job from its model. Unrouted tasks go to the CPU queue.
+task_default_queue = settings.VQ_DEFAULT_QUEUE
+task_create_missing_queues = True
+
+# --- Monitoring -------------------------------------------------------------
+# Events on, so Flower shows every task as it is sent, started and finished.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+# --- Worker -----------------------------------------------------------------
+imports = ("tasks.inference",)
+# Keep our own logging configuration (Django's LOGGING) in worker processes.
+worker_hijack_root_logger = False
+worker_redirect_stdouts = False

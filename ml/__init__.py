@@ -1,0 +1,43 @@
+"""Image recognition, free of Django and Celery.
+
+    from ml import Classifier, load_pixels, get_spec
+    classifier = Classifier("efficientnet-lite0")
+    crop = load_pixels("cat.jpg", classifier.spec)
+    classifier.predict([crop])[0][0]  # Prediction(label='tabby cat', ...)
+"""
+
+from ml.imaging import (
+    CorruptImage,
+    ImageError,
+    ImageInfo,
+    ImageTooLarge,
+    UnsupportedImage,
+    inspect_image,
+    load_rgb,
+    make_thumbnail,
+)
+from ml.predict import Classifier, Prediction
+from ml.preprocess import crop_and_resize, load_pixels
+from ml.registry import DEFAULT_MODEL, MODELS, ModelSpec, ModelUnavailable, UnknownModel, available_models, get_spec
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "Classifier",
+    "CorruptImage",
+    "ImageError",
+    "ImageInfo",
+    "ImageTooLarge",
+    "ModelSpec",
+    "ModelUnavailable",
+    "Prediction",
+    "UnknownModel",
+    "UnsupportedImage",
+    "available_models",
+    "crop_and_resize",
+    "get_spec",
+    "inspect_image",
+    "load_pixels",
+    "load_rgb",
+    "make_thumbnail",
+]

@@ -1,0 +1,122 @@
+"""Shared fixtures. People: alice owns things, bob is another user."""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasks.embedded_redis import EmbeddedRedis
+
+# A real Redis for the whole run, started before anything in this process
+# configures Celery, so the test process and every worker share one broker.
+# CI's second pass sets REDIS_URL to the machine's server instead.
+if not os.environ.get("REDIS_URL"):
+    _session_redis = EmbeddedRedis().start()
+    os.environ["REDIS_URL"] = _session_redis.url
+    atexit.register(_session_redis.stop)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("VQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+PHOTOS = SHARED_DATA / "photos"
+EDGE_CASES = SHARED_DATA / "edge-cases"
+SAMPLES = REPO / "samples"
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    path: Path
+    class_index: int
+    class_name: str
+
+
+def labelled_photos() -> list[LabelledPhoto]:
+    if not (PHOTOS / "labels.csv").exists():
+        pytest.skip(f"labelled photos not found at {PHOTOS} (set VQ_SHARED_DATA)")
+    with open(PHOTOS / "labels.csv", newline="") as handle:
+        return [
+            LabelledPhoto(PHOTOS / row["file"], int(row["class_index"]), row["class_name"])
+            for row in csv.DictReader(handle)
+        ]
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[LabelledPhoto]:
+    return labelled_photos()
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from ml import Classifier
+
+    return Classifier("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-secret-pw")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-secret-pw")
+
+
+def token_for(user) -> str:
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+@pytest.fixture
+def api_as():
+    """api_as(user) -> a DRF client authenticated with the user's token."""
+    from rest_framework.test import APIClient
+
+    def client_for(user):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+        return client
+
+    return client_for
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL that points a child process at this test run's database."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    credentials = f"{user}:{password}@" if user else ""
+    return f"postgres://{credentials}{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def live_system(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Real processes on the test database: a Celery worker and the gunicorn web server.
+
+    Tests that use it need `transactional_db`, so the rows they create are
+    committed where the other processes can see them.
+    """
+    from django.db import connection
+
+    from webapp.stack import Stack, free_port
+
+    media = tmp_path_factory.mktemp("live-media")
+    with django_db_blocker.unblock():
+        env = {"DATABASE_URL": database_url(connection.settings_dict), "MEDIA_ROOT": str(media)}
+    stack = Stack(web_port=free_port(), log_dir=tmp_path_factory.mktemp("live-logs"), env=env)
+    stack.media_root = media
+    stack.start(timeout=180)
+    yield stack
+    stack.stop()

@@ -1,0 +1,73 @@
+"""Job and Item state changes: claims, idempotent results, counters."""
+
+import pytest
+
+from webapp.jobs.models import Item, Job, Outcome, record_outcomes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(alice):
+    job = Job.objects.create(owner=alice, model_name="efficientnet-lite0", total=3)
+    for n in range(3):
+        Item.objects.create(job=job, filename=f"p{n}.jpg", file=f"uploads/x/{n}.jpg", sha256="0" * 64)
+    return job
+
+
+def success(item, label="tabby cat"):
+    predictions = [{"label": label, "class_index": 281, "score": 0.9}] + [
+        {"label": f"other {n}", "class_index": n, "score": 0.01} for n in range(4)
+    ]
+    return Outcome(item_id=item.pk, job_id=item.job_id, predictions=predictions, decode_ms=1.0, inference_ms=5.0)
+
+
+def test_claim_marks_items_running_and_starts_the_job(job):
+    items = Item.objects.claim([i.pk for i in job.items.all()])
+    assert [item.status for item in items] == ["running"] * 3
+    assert all(item.attempts == 1 for item in items)
+    job.refresh_from_db()
+    assert job.status == "running" and job.started_at is not None
+
+
+def test_claim_skips_finished_items_and_cancelled_jobs(job, alice):
+    first, *rest = job.items.all()
+    record_outcomes([success(first)])
+    # A finished item is not claimed again.
+    assert [i.pk for i in Item.objects.claim([first.pk])] == []
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED)
+    # Items of a cancelled job are never run.
+    assert Item.objects.claim([i.pk for i in rest]) == []
+
+
+def test_a_redelivered_batch_is_claimed_again(job):
+    ids = [i.pk for i in job.items.all()]
+    Item.objects.claim(ids)
+    # The worker died; the same message comes back and the items are still running.
+    again = Item.objects.claim(ids)
+    assert [item.attempts for item in again] == [2, 2, 2]
+
+
+def test_results_are_written_once_even_when_delivered_twice(job):
+    items = list(job.items.all())
+    Item.objects.claim([i.pk for i in items])
+    outcomes = [success(items[0]), success(items[1]), Outcome(items[2].pk, job.pk, error="cannot decode")]
+
+    assert record_outcomes(outcomes) == 3
+    # The duplicate delivery writes nothing and counts nothing.
+    assert record_outcomes(outcomes) == 0
+
+    job.refresh_from_db()
+    assert (job.succeeded_count, job.failed_count, job.status) == (2, 1, "done")
+    assert job.finished_at is not None
+    failed = Item.objects.get(pk=items[2].pk)
+    assert failed.status == "failed" and failed.error == "cannot decode" and failed.predictions is None
+    done = Item.objects.get(pk=items[0].pk)
+    assert done.top_label == "tabby cat" and done.top_score == 0.9
+
+
+def test_job_stays_open_until_every_item_is_finished(job):
+    items = list(job.items.all())
+    record_outcomes([success(items[0])])
+    job.refresh_from_db()
+    assert job.status == "queued" and job.progress == pytest.approx(1 / 3, abs=1e-3)

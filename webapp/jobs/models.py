@@ -1,0 +1,203 @@
+"""Jobs and their items, and every state change they go through.
+
+Workers and web requests both write these rows, so each transition is a
+conditional UPDATE whose row count says who won: a second delivery of the
+same batch, or a worker racing a cancel, changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    model_name = models.CharField("model", max_length=64)
+    # Counters, kept by the same UPDATE that finishes each item, so the status
+    # endpoint never scans a job's items.
+    total = models.PositiveIntegerField(default=0)
+    succeeded_count = models.PositiveIntegerField("succeeded", default=0)
+    failed_count = models.PositiveIntegerField("failed", default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="job_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.status}, {self.finished_count}/{self.total})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("job-detail", args=[self.pk])
+
+    @property
+    def finished_count(self) -> int:
+        return self.succeeded_count + self.failed_count
+
+    @property
+    def progress(self) -> float:
+        return round(self.finished_count / self.total, 4) if self.total else 1.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+def upload_path(item: Item, filename: str) -> str:
+    # Names on disk never come from the user: job id plus a random name.
+    return f"uploads/{item.job_id}/{uuid.uuid4().hex}{_extension(filename)}"
+
+
+def _extension(filename: str) -> str:
+    return "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+
+
+class ItemQuerySet(models.QuerySet):
+    def claim(self, item_ids: Iterable[int]) -> list[Item]:
+        """Mark these items running and return them; skip finished or cancelled ones.
+
+        Items already `running` are claimed again: that is a batch delivered a
+        second time because the worker that had it died.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            claimable = self.filter(pk__in=list(item_ids), status__in=Item.OPEN_STATUSES).exclude(
+                job__status=Job.Status.CANCELLED
+            )
+            claimed_ids = list(claimable.values_list("pk", flat=True))
+            self.filter(pk__in=claimed_ids).update(
+                status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
+            )
+            items = list(self.filter(pk__in=claimed_ids).select_related("job").order_by("pk"))
+            Job.objects.filter(pk__in={item.job_id for item in items}, status=Job.Status.QUEUED).update(
+                status=Job.Status.RUNNING, started_at=now
+            )
+        return items
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker learned about one item: predictions, or an error."""
+
+    item_id: int
+    job_id: uuid.UUID
+    predictions: list[dict] | None = None
+    error: str = ""
+    thumbnail: str = ""
+    decode_ms: float | None = None
+    inference_ms: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.predictions is not None
+
+
+class Item(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    filename = models.CharField(max_length=255, help_text="The name the owner uploaded it under.")
+    file = models.FileField(upload_to=upload_path, max_length=255)
+    thumbnail = models.FileField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    format = models.CharField(max_length=16, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    predictions = models.JSONField(null=True, blank=True)
+    # Top-1, copied out of predictions so search by label is an indexed query.
+    top_label = models.CharField(max_length=128, blank=True, db_index=True)
+    top_score = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    decode_ms = models.FloatField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True, help_text="Forward pass of its batch.")
+
+    objects = ItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["job", "status"], name="item_job_status")]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.OPEN_STATUSES
+
+
+def record_outcomes(outcomes: Iterable[Outcome]) -> int:
+    """Store a batch's results in one transaction; return how many were new.
+
+    Each item is written only if it is still open, so a duplicate delivery
+    writes nothing and counts nothing. Job counters move by the number of
+    writes that won, and the job is done when its counters reach its total.
+    """
+    now = timezone.now()
+    won: Counter[tuple[uuid.UUID, bool]] = Counter()
+    with transaction.atomic():
+        for outcome in outcomes:
+            fields = dict(
+                status=Item.Status.SUCCEEDED if outcome.succeeded else Item.Status.FAILED,
+                predictions=outcome.predictions,
+                error=outcome.error,
+                finished_at=now,
+                decode_ms=outcome.decode_ms,
+                inference_ms=outcome.inference_ms,
+            )
+            if outcome.succeeded and outcome.predictions:
+                fields.update(top_label=outcome.predictions[0]["label"], top_score=outcome.predictions[0]["score"])
+            if outcome.thumbnail:
+                fields["thumbnail"] = outcome.thumbnail
+            if Item.objects.filter(pk=outcome.item_id, status__in=Item.OPEN_STATUSES).update(**fields):
+                won[(outcome.job_id, outcome.succeeded)] += 1
+        for job_id in {job_id for job_id, _ in won}:
+            Job.objects.filter(pk=job_id).update(
+                succeeded_count=F("succeeded_count") + won[(job_id, True)],
+                failed_count=F("failed_count") + won[(job_id, False)],
+            )
+            finish_if_complete(job_id, now)
+    return sum(won.values())
+
+
+def finish_if_complete(job_id: uuid.UUID, now=None) -> bool:
+    """Mark an open job done once every item has a terminal status."""
+    return bool(
+        Job.objects.filter(
+            Q(pk=job_id),
+            Q(status__in=Job.OPEN_STATUSES),
+            Q(total__lte=F("succeeded_count") + F("failed_count")),
+        ).update(status=Job.Status.DONE, finished_at=now or timezone.now())
+    )

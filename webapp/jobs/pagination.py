@@ -1,0 +1,8 @@
+from rest_framework.pagination import PageNumberPagination
+
+
+class Pagination(PageNumberPagination):
+    """?page=N&page_size=M (at most 500) on every list in the API."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500

@@ -1,0 +1,228 @@
+"""Run the whole system on one machine: broker, worker pool, web server, Flower.
+
+`manage.py up`, `manage.py demo` and the integration tests all start the
+same real processes through this class, so what the tests exercise is what a
+user runs. Every child gets the same REDIS_URL; when none is configured, the
+embedded redis-server is started first and stopped last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.embedded_redis import EmbeddedRedis, free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path | None = None
+
+
+@dataclass
+class Stack:
+    web_port: int | None = 8000
+    flower_port: int | None = None
+    worker_concurrency: int = 1
+    queues: str = "infer.cpu"
+    # Extra environment for every child (tests point DATABASE_URL at their database).
+    env: dict[str, str] = field(default_factory=dict)
+    # None: children write to this terminal, each line prefixed with its name.
+    log_dir: Path | None = None
+    redis: EmbeddedRedis | None = None
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return self._env["REDIS_URL"]
+
+    def __post_init__(self) -> None:
+        self._env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+
+    # --- start ------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> Stack:
+        try:
+            if not self._env.get("REDIS_URL"):
+                self.redis = EmbeddedRedis().start()
+                self._env["REDIS_URL"] = self.redis.url
+                # This process talks to the workers too (ping, enqueue): same broker.
+                os.environ["REDIS_URL"] = self.redis.url
+            self.start_worker()
+            if self.web_port is not None:
+                self._spawn("web", self.web_command())
+            if self.flower_port is not None:
+                self._spawn("flower", self.flower_command())
+            self.wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_worker(self, name: str = "worker", concurrency: int | None = None) -> Child:
+        return self._spawn(name, self.worker_command(name, concurrency or self.worker_concurrency))
+
+    def worker_command(self, name: str, concurrency: int) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "tasks", "worker",
+            "--queues", self.queues,
+            "--pool", "prefork", "--concurrency", str(concurrency),
+            "--hostname", f"{name}-{os.getpid()}@%h",
+            "--task-events", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+
+    def web_command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "gunicorn", "webapp.wsgi:application",
+            "--bind", f"127.0.0.1:{self.web_port}",
+            "--workers", "2", "--threads", "4", "--timeout", "300",
+            "--access-logfile", "-", "--error-logfile", "-",
+        ]  # fmt: skip
+
+    def flower_command(self) -> list[str]:
+        command = [
+            sys.executable, "-m", "celery", "-A", "tasks", "flower",
+            "--address=127.0.0.1", f"--port={self.flower_port}",
+        ]  # fmt: skip
+        if auth := self._env.get("FLOWER_BASIC_AUTH"):
+            command.append(f"--basic-auth={auth}")
+        return command
+
+    def _spawn(self, name: str, command: list[str]) -> Child:
+        log_path = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / f"{name}.log"
+            output = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+            process = subprocess.Popen(command, cwd=BASE_DIR, env=self._env, stdout=output, stderr=subprocess.STDOUT)
+            output.close()
+        else:
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            threading.Thread(target=_prefix_lines, args=(name, process.stdout), daemon=True).start()
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    # --- readiness --------------------------------------------------------
+    def wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            waiting = [what for what, ready in self._readiness() if not ready]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(waiting)}{self._log_hint()}")
+            time.sleep(0.25)
+
+    def _readiness(self):
+        if self.web_port is not None:
+            yield "web server", _http_ok(f"{self.web_url}/accounts/login/")
+        if self.flower_port is not None:
+            yield "flower", _http_answers(f"http://127.0.0.1:{self.flower_port}/")
+        yield "worker", bool(self.ping_workers())
+
+    def ping_workers(self, timeout: float = 1.0) -> list:
+        from tasks.celery_app import app
+
+        if app.conf.broker_url != self.redis_url:
+            raise RuntimeError(
+                f"this process's Celery app uses {app.conf.broker_url}, the stack {self.redis_url}: "
+                "start the stack before anything in this process uses Celery"
+            )
+        return app.control.ping(timeout=timeout)
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if child.process.poll() is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with status {child.process.returncode}{self._log_hint(child)}"
+                )
+
+    def _log_hint(self, child: Child | None = None) -> str:
+        paths = [c.log_path for c in ([child] if child else self.children) if c.log_path]
+        return f" (see {', '.join(map(str, paths))})" if paths else ""
+
+    # --- run and stop -----------------------------------------------------
+    def wait(self) -> int:
+        """Block until Ctrl-C, SIGTERM or a child's exit; then stop everything."""
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        failure = 0
+        while not stop.wait(0.5):
+            try:
+                self.check_alive()
+            except RuntimeError as error:
+                print(f"stack: {error}; stopping", file=sys.stderr)
+                failure = 1
+                break
+        self.stop()
+        return failure
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self.children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
+        self.children.clear()
+        if self.redis:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def _prefix_lines(name: str, stream) -> None:
+    for raw in iter(stream.readline, b""):
+        sys.stdout.write(f"{name:>7} | {raw.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+        return True
+    except urllib.error.HTTPError:
+        return True  # 401 from basic auth still means it is up
+    except OSError:
+        return False
+
+
+__all__ = ["Stack", "free_port"]
