@@ -21,7 +21,18 @@ if not os.environ.get("REDIS_URL"):
     atexit.register(_session_redis.stop)
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("VQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _find_shared_data() -> Path:
+    """The team's labelled photos: VQ_SHARED_DATA, else ../shared/data beside the checkout."""
+    if os.environ.get("VQ_SHARED_DATA"):
+        return Path(os.environ["VQ_SHARED_DATA"])
+    # A clone made elsewhere (CI clones into a temporary folder) still finds the workspace copy.
+    candidates = [REPO.parent / "shared" / "data", Path("/work/shared/data")]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SHARED_DATA = _find_shared_data()
 PHOTOS = SHARED_DATA / "photos"
 EDGE_CASES = SHARED_DATA / "edge-cases"
 SAMPLES = REPO / "samples"

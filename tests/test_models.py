@@ -71,3 +71,49 @@ def test_job_stays_open_until_every_item_is_finished(job):
     record_outcomes([success(items[0])])
     job.refresh_from_db()
     assert job.status == "queued" and job.progress == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_cancel_keeps_counts_and_marks_unrun_items(job):
+    from webapp.jobs.models import cancel_job
+
+    first, second, third = job.items.all()
+    Item.objects.claim([first.pk])
+    record_outcomes([success(first)])
+
+    assert cancel_job(job) is True
+    assert (job.status, job.succeeded_count, job.failed_count) == ("cancelled", 1, 0)
+    assert job.finished_at is not None
+    statuses = dict(job.items.values_list("pk", "status"))
+    assert statuses == {first.pk: "succeeded", second.pk: "cancelled", third.pk: "cancelled"}
+    # Cancelling twice is a no-op.
+    assert cancel_job(job) is False
+
+
+def test_a_batch_running_during_cancel_finishes_without_reopening_the_job(job):
+    from webapp.jobs.models import cancel_job
+
+    items = list(job.items.all())
+    Item.objects.claim([i.pk for i in items])  # all three are running
+    cancel_job(job)
+    assert record_outcomes([success(i) for i in items]) == 3
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_count) == ("cancelled", 3)
+
+
+def test_retry_requeues_only_failed_items_of_a_done_job(job):
+    from webapp.jobs.models import requeue_failed_items
+
+    ok, bad1, bad2 = job.items.all()
+    Item.objects.claim([ok.pk, bad1.pk, bad2.pk])
+    # Not done yet: nothing to retry.
+    assert requeue_failed_items(job) == 0
+    record_outcomes([success(ok), Outcome(bad1.pk, job.pk, error="x"), Outcome(bad2.pk, job.pk, error="y")])
+    job.refresh_from_db()
+    assert job.status == "done"
+
+    assert requeue_failed_items(job) == 2
+    assert (job.status, job.succeeded_count, job.failed_count, job.finished_at) == ("queued", 1, 0, None)
+    statuses = dict(job.items.values_list("pk", "status"))
+    assert statuses == {ok.pk: "succeeded", bad1.pk: "queued", bad2.pk: "queued"}
+    # The next run counts as a second attempt.
+    assert [i.attempts for i in Item.objects.claim([bad1.pk, bad2.pk])] == [2, 2]

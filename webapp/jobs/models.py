@@ -119,6 +119,7 @@ class Item(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # its job was cancelled before it ran
 
     OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
 
@@ -201,3 +202,43 @@ def finish_if_complete(job_id: uuid.UUID, now=None) -> bool:
             Q(total__lte=F("succeeded_count") + F("failed_count")),
         ).update(status=Job.Status.DONE, finished_at=now or timezone.now())
     )
+
+
+def cancel_job(job: Job) -> bool:
+    """Stop a job: queued items never run; a batch already running may finish.
+
+    Returns False when the job was already finished. Counters keep what was
+    done; items that never ran are marked cancelled.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, status__in=Job.OPEN_STATUSES).update(
+            status=Job.Status.CANCELLED, finished_at=now
+        ):
+            return False
+        job.items.filter(status=Item.Status.QUEUED).update(status=Item.Status.CANCELLED, finished_at=now)
+    job.refresh_from_db()
+    return True
+
+
+def requeue_failed_items(job: Job) -> int:
+    """Put a finished job's failed items back in the queue; returns how many.
+
+    Only `done` jobs qualify: a running job's failures may still be counted,
+    and a cancelled job was stopped on purpose. The caller enqueues them after
+    commit. Each item's attempt counter keeps counting across retries.
+    """
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().filter(pk=job.pk, status=Job.Status.DONE).first()
+        if locked is None:
+            return 0
+        retried = locked.items.filter(status=Item.Status.FAILED).update(
+            status=Item.Status.QUEUED, error="", started_at=None, finished_at=None
+        )
+        if retried:
+            Job.objects.filter(pk=job.pk).update(
+                status=Job.Status.QUEUED, failed_count=F("failed_count") - retried, finished_at=None
+            )
+    job.refresh_from_db()
+    return retried
+

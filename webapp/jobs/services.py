@@ -15,7 +15,7 @@ from django.db import transaction
 
 from ml import available_models
 from tasks.dispatch import enqueue_job
-from webapp.jobs.models import Item, Job
+from webapp.jobs.models import Item, Job, cancel_job, requeue_failed_items
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 
 log = logging.getLogger(__name__)
@@ -92,3 +92,22 @@ def _store_job(owner, model_name: str, accepted: list[AcceptedUpload]) -> Job:
             default_storage.delete(name)
         raise
     return job
+
+
+def cancel(job: Job) -> bool:
+    """Cancel an open job; False if it had already finished."""
+    cancelled = cancel_job(job)
+    if cancelled:
+        log.info("job %s cancelled: %d succeeded, %d failed of %d", job.pk, job.succeeded_count, job.failed_count, job.total)
+    return cancelled
+
+
+def retry_failed(job: Job) -> int:
+    """Send a done job's failed items through the workers again; returns how many."""
+    with transaction.atomic():
+        retried = requeue_failed_items(job)
+        if retried:
+            transaction.on_commit(partial(enqueue_job, job.pk))
+    log.info("job %s: %d failed items queued for retry", job.pk, retried)
+    return retried
+
