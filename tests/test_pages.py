@@ -63,6 +63,8 @@ def test_log_in_and_log_out(client, alice):
     # Log out is a POST (a link could be triggered by any page); afterwards pages ask for a login again.
     assert client.post("/accounts/logout/").status_code == 302
     assert client.get("/jobs/")["Location"].startswith("/accounts/login/")
+    # No password reset by email: nothing in this service sends mail.
+    assert client.get("/accounts/password_reset/").status_code == 404
 
 
 def test_every_page_redirects_an_anonymous_visitor_to_log_in(client, finished_job):
