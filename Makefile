@@ -9,7 +9,9 @@ IMAGES ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo up test test-fast migrate superuser clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help venv browser demo up test test-fast migrate superuser clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,13 +23,26 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED) ## Create .venv and install the pinned requirements
 
+browser: ## Install Debian's chromium (for the browser tests) when it is missing
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+	      || echo "warning: could not install chromium: the browser tests will be skipped (and fail under CI)"; \
+	  else \
+	    echo "note: $(CHROMIUM) is missing and installing it needs root and apt-get: the browser tests will be skipped"; \
+	  fi; \
+	fi
+
 demo: $(INSTALLED) ## Recognise samples/ (or IMAGES=dir) through the whole system, print the results
 	$(PY) manage.py demo $(if $(IMAGES),--images "$(IMAGES)")
 
 up: $(INSTALLED) ## Run web :8000, worker and Flower :5555 in the foreground (Ctrl-C stops)
 	$(PY) manage.py up
 
-test: $(INSTALLED) ## Run every test (unit, integration with real Redis and workers)
+test: $(INSTALLED) browser ## Run every test (unit, integration with real Redis and workers, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## Unit tests only (no worker processes)

@@ -113,7 +113,14 @@ def database_url(settings_dict: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def live_system(django_db_setup, django_db_blocker, tmp_path_factory):
+def live_system_options() -> dict:
+    """A test module overrides this to change its live system: extra `env` for
+    every process, or a `flower_port` (with `flower_basic_auth`) to start Flower too."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live_system(django_db_setup, django_db_blocker, tmp_path_factory, live_system_options):
     """Real processes on the test database: a Celery worker and the gunicorn web server.
 
     Tests that use it need `transactional_db`, so the rows they create are
@@ -126,7 +133,14 @@ def live_system(django_db_setup, django_db_blocker, tmp_path_factory):
     media = tmp_path_factory.mktemp("live-media")
     with django_db_blocker.unblock():
         env = {"DATABASE_URL": database_url(connection.settings_dict), "MEDIA_ROOT": str(media)}
-    stack = Stack(web_port=free_port(), log_dir=tmp_path_factory.mktemp("live-logs"), env=env)
+    env.update(live_system_options.get("env", {}))
+    stack = Stack(
+        web_port=free_port(),
+        flower_port=live_system_options.get("flower_port"),
+        flower_basic_auth=live_system_options.get("flower_basic_auth"),
+        log_dir=tmp_path_factory.mktemp("live-logs"),
+        env=env,
+    )
     stack.media_root = media
     stack.start(timeout=180)
     yield stack

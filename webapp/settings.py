@@ -153,6 +153,15 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
 }
 
+# --- Flower (the task monitor `make up` starts) --------------------------------
+# "user:password", several separated by commas, puts Flower behind HTTP basic
+# auth. Handed to Flower in its environment, never on its command line, where
+# any local user could read it with ps.
+FLOWER_BASIC_AUTH = env.list("FLOWER_BASIC_AUTH", default=[])
+for _credential in FLOWER_BASIC_AUTH:
+    if ":" not in _credential.strip(":"):
+        raise environ.ImproperlyConfigured("FLOWER_BASIC_AUTH takes user:password pairs separated by commas")
+
 # --- Logging ----------------------------------------------------------------
 LOGGING = {
     "version": 1,

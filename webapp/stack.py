@@ -42,6 +42,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # None: children write to this terminal, each line prefixed with its name.
     log_dir: Path | None = None
+    # user:password pairs for Flower; None takes settings.FLOWER_BASIC_AUTH.
+    flower_basic_auth: list[str] | None = None
     redis: EmbeddedRedis | None = None
     children: list[Child] = field(default_factory=list)
 
@@ -68,7 +70,7 @@ class Stack:
             if self.web_port is not None:
                 self._spawn("web", self.web_command())
             if self.flower_port is not None:
-                self._spawn("flower", self.flower_command())
+                self.start_flower()
             self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
@@ -95,26 +97,47 @@ class Stack:
             "--access-logfile", "-", "--error-logfile", "-",
         ]  # fmt: skip
 
+    def start_flower(self) -> Child:
+        return self._spawn("flower", self.flower_command(), env=self.flower_env())
+
     def flower_command(self) -> list[str]:
-        command = [
+        return [
             sys.executable, "-m", "celery", "-A", "tasks", "flower",
             "--address=127.0.0.1", f"--port={self.flower_port}",
         ]  # fmt: skip
-        if auth := self._env.get("FLOWER_BASIC_AUTH"):
-            command.append(f"--basic-auth={auth}")
-        return command
 
-    def _spawn(self, name: str, command: list[str]) -> Child:
+    def flower_env(self) -> dict[str, str]:
+        """Flower reads FLOWER_* variables itself: the password goes there, not into argv."""
+        env = {**self._env}
+        env.pop("FLOWER_BASIC_AUTH", None)
+        if credentials := self._flower_credentials():
+            env["FLOWER_BASIC_AUTH"] = ",".join(credentials)
+        return env
+
+    @property
+    def flower_has_password(self) -> bool:
+        return bool(self._flower_credentials())
+
+    def _flower_credentials(self) -> list[str]:
+        if self.flower_basic_auth is not None:
+            return self.flower_basic_auth
+        from django.conf import settings
+
+        return settings.FLOWER_BASIC_AUTH
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
         log_path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
             output = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-            process = subprocess.Popen(command, cwd=BASE_DIR, env=self._env, stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=env or self._env, stdout=output, stderr=subprocess.STDOUT
+            )
             output.close()
         else:
             process = subprocess.Popen(
-                command, cwd=BASE_DIR, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                command, cwd=BASE_DIR, env=env or self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             threading.Thread(target=_prefix_lines, args=(name, process.stdout), daemon=True).start()
         child = Child(name, process, log_path)

@@ -8,6 +8,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from webapp.jobs.models import Item, Job
+from webapp.jobs import services
 from webapp.jobs.services import JobRequestError, create_job
 
 
@@ -75,3 +76,22 @@ class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.List
         job = self.get_object()
         page = self.paginate_queryset(job.items.order_by("pk"))
         return self.get_paginated_response(ItemResultSerializer(page, many=True).data)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop an open job: 200 with the job, or 409 if it had already finished."""
+        job = self.get_object()
+        if not services.cancel(job):
+            job.refresh_from_db()
+            return Response(
+                {"detail": f"job is {job.status}; only a queued or running job can be cancelled"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(JobSerializer(job).data)
+
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request, pk=None):
+        """Queue a done job's failed items again: 200 {"retried": n, "job": {...}}."""
+        job = self.get_object()
+        retried = services.retry_failed(job)
+        return Response({"retried": retried, "job": JobSerializer(job).data})

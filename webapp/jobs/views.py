@@ -1,55 +1,242 @@
-"""Web pages: job list with an upload form, one page per job, owner-checked files."""
+"""Web pages: upload, job list, job page with live progress, gallery, search, downloads.
+
+Every view looks rows up with the owner in the query, so another user's job,
+item or file answers 404 exactly like an id that does not exist.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from webapp.jobs import exports
 from webapp.jobs.models import Item, Job
-from webapp.jobs.services import JobRequestError, create_job, model_choices
+from webapp.jobs.services import JobRequestError, cancel, create_job, model_choices, retry_failed
+
+JOBS_PER_PAGE = 20
+TILES_PER_PAGE = 60
+# The progress endpoint reports at most one gallery page of items per call.
+MAX_POLLED_ITEMS = TILES_PER_PAGE
+# Formats a browser shows in <img>; others (TIFF) get their thumbnail and a download link.
+BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"}
+# Rejections kept in the session for the job page; the rest are counted.
+MAX_REJECTIONS_SHOWN = 100
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+def upload(request):
+    """The upload form; a POST becomes one job (or a 400 naming every rejected file)."""
+    context = {
+        "models": model_choices(),
+        "default_model": settings.VQ_DEFAULT_MODEL,
+        "chosen_model": request.POST.get("model") or settings.VQ_DEFAULT_MODEL,
+        "max_files": settings.VQ_MAX_FILES_PER_JOB,
+        "max_file_bytes": settings.VQ_MAX_FILE_BYTES,
+    }
+    if request.method == "GET":
+        return render(request, "jobs/upload.html", context)
+    try:
+        creation = create_job(request.user, request.FILES.getlist("images"), request.POST.get("model") or None)
+    except JobRequestError as error:
+        return render(request, "jobs/upload.html", {**context, "error": str(error)}, status=400)
+    if creation.job is None:
+        context.update(error="No acceptable image in the upload; nothing was created.", rejected=creation.rejected)
+        return render(request, "jobs/upload.html", context, status=400)
+    if creation.rejected:
+        # The job page lists these once, under its heading.
+        request.session[_rejected_key(creation.job.pk)] = {
+            "count": len(creation.rejected),
+            "shown": [rejection.as_dict() for rejection in creation.rejected[:MAX_REJECTIONS_SHOWN]],
+            "more": max(0, len(creation.rejected) - MAX_REJECTIONS_SHOWN),
+        }
+    return redirect(creation.job)
+
+
+def _rejected_key(job_id) -> str:
+    return f"vq-rejected-{job_id}"
+
+
+@login_required
+@require_GET
 def job_list(request):
-    if request.method == "POST":
-        try:
-            creation = create_job(request.user, request.FILES.getlist("images"), request.POST.get("model") or None)
-        except JobRequestError as error:
-            messages.error(request, str(error))
-            return redirect("job-list")
-        for rejection in creation.rejected:
-            messages.warning(request, f"{rejection.filename}: {rejection.error}")
-        if creation.job is None:
-            messages.error(request, "No acceptable image in the upload; nothing was created.")
-            return redirect("job-list")
-        return redirect(creation.job)
-    jobs = Paginator(Job.objects.filter(owner=request.user), 25).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {"jobs": jobs, "models": model_choices()})
+    jobs = Job.objects.filter(owner=request.user)
+    status = request.GET.get("status") or ""
+    if status in Job.Status.values:
+        jobs = jobs.filter(status=status)
+    else:
+        status = ""
+    page = Paginator(jobs.order_by("-created_at"), JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/job_list.html",
+        {"jobs": page, "status": status, "statuses": Job.Status.choices, "has_any_job": request.user.jobs.exists()},
+    )
+
+
+def _owned_job(request, job_id) -> Job:
+    return get_object_or_404(Job, pk=job_id, owner=request.user)
 
 
 @login_required
 @require_GET
 def job_detail(request, job_id):
-    job = get_object_or_404(Job, pk=job_id, owner=request.user)
-    items = Paginator(job.items.order_by("pk"), 60).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_detail.html", {"job": job, "items": items})
+    job = _owned_job(request, job_id)
+    items = Paginator(job.items.order_by("pk"), TILES_PER_PAGE).get_page(request.GET.get("page"))
+    rejected = request.session.pop(_rejected_key(job.pk), None)
+    return render(
+        request,
+        "jobs/job_detail.html",
+        {"job": job, "items": items, "rejected": rejected, "actions_key": _actions_key(job)},
+    )
+
+
+@login_required
+@require_GET
+def job_progress(request, job_id):
+    """Small JSON for the job page's poller: counters, and the listed items' tiles.
+
+    `?items=1,2,3` names the tiles still open on the page; each comes back with
+    its status and its tile's HTML, rendered by the same template as the page.
+    """
+    job = _owned_job(request, job_id)
+    wanted = _parse_ids(request.GET.get("items", ""))[:MAX_POLLED_ITEMS]
+    items = job.items.filter(pk__in=wanted).order_by("pk") if wanted else []
+    return JsonResponse(
+        {
+            "status": job.status,
+            "is_open": job.is_open,
+            "total": job.total,
+            "succeeded": job.succeeded_count,
+            "failed": job.failed_count,
+            "finished": job.finished_count,
+            "progress": job.progress,
+            "percent": _percent(job),
+            "actions_key": _actions_key(job),
+            "actions_html": render_to_string("jobs/_job_actions.html", {"job": job}, request=request),
+            "items": [
+                {
+                    "id": item.pk,
+                    "status": item.status,
+                    "html": render_to_string("jobs/_item_tile.html", {"job": job, "item": item}, request=request),
+                }
+                for item in items
+            ],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _actions_key(job: Job) -> str:
+    # What decides which buttons _job_actions.html shows.
+    return f"{job.status}:{job.failed_count}"
+
+
+def _parse_ids(raw: str) -> list[int]:
+    return [int(part) for part in raw.split(",") if part.strip().isdigit()]
+
+
+def _percent(job: Job) -> int:
+    # Floor, so "100%" appears only when every item has finished.
+    return int(job.progress * 100)
+
+
+@login_required
+@require_POST
+def job_cancel(request, job_id):
+    job = _owned_job(request, job_id)
+    if cancel(job):
+        messages.success(request, f"Cancelled: {job.finished_count} of {job.total} images had finished.")
+    else:
+        messages.info(request, "The job had already finished; nothing to cancel.")
+    return redirect(job)
+
+
+@login_required
+@require_POST
+def job_retry_failed(request, job_id):
+    job = _owned_job(request, job_id)
+    retried = retry_failed(job)
+    if retried:
+        messages.success(request, f"{retried} failed image{'s' if retried != 1 else ''} sent to the workers again.")
+    else:
+        messages.info(request, "Nothing to retry: only a finished job's failed images can be retried.")
+    return redirect(job)
+
+
+@login_required
+@require_GET
+def job_results_csv(request, job_id):
+    job = _owned_job(request, job_id)
+    response = StreamingHttpResponse(exports.csv_lines(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{exports.download_name(job, "csv")}"'
+    return response
+
+
+@login_required
+@require_GET
+def job_results_json(request, job_id):
+    job = _owned_job(request, job_id)
+    response = StreamingHttpResponse(exports.json_chunks(job), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{exports.download_name(job, "json")}"'
+    return response
 
 
 def _owned_item(request, job_id, item_id) -> Item:
     # The owner is part of the lookup: another user's ids are simply not found.
-    return get_object_or_404(Item, pk=item_id, job_id=job_id, job__owner=request.user)
+    return get_object_or_404(Item.objects.select_related("job"), pk=item_id, job_id=job_id, job__owner=request.user)
+
+
+@login_required
+@require_GET
+def item_detail(request, job_id, item_id):
+    item = _owned_item(request, job_id, item_id)
+    siblings = item.job.items.order_by("pk")
+    return render(
+        request,
+        "jobs/item_detail.html",
+        {
+            "job": item.job,
+            "item": item,
+            "show_original": item.format in BROWSER_FORMATS,
+            "position": siblings.filter(pk__lte=item.pk).count(),
+            "previous": siblings.filter(pk__lt=item.pk).order_by("-pk").values_list("pk", flat=True).first(),
+            "next": siblings.filter(pk__gt=item.pk).values_list("pk", flat=True).first(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def search(request):
+    """Every image of mine whose top-1 label contains the query, newest job first."""
+    query = request.GET.get("q", "").strip()[:128]
+    page = None
+    if query:
+        found = (
+            Item.objects.filter(job__owner=request.user, status=Item.Status.SUCCEEDED, top_label__icontains=query)
+            .select_related("job")
+            .order_by("-job__created_at", "pk")
+        )
+        page = Paginator(found, TILES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "jobs/search.html", {"query": query, "items": page})
 
 
 @login_required
 @require_GET
 def item_image(request, job_id, item_id):
     item = _owned_item(request, job_id, item_id)
-    return _file_response(item.file)
+    if request.GET.get("download"):
+        # Saved under the name it was uploaded with; shown inline, the type
+        # comes from the stored name, whose extension we chose from the bytes.
+        return serve_private_file(item.file, as_attachment=True, filename=item.filename)
+    return serve_private_file(item.file)
 
 
 @login_required
@@ -58,15 +245,16 @@ def item_thumbnail(request, job_id, item_id):
     item = _owned_item(request, job_id, item_id)
     if not item.thumbnail:
         raise Http404("no thumbnail yet")
-    return _file_response(item.thumbnail)
+    return serve_private_file(item.thumbnail)
 
 
-def _file_response(field_file) -> FileResponse:
+def serve_private_file(field_file, as_attachment: bool = False, filename: str = "") -> FileResponse:
+    """Stream a stored upload or thumbnail; callers have checked who may see it."""
     try:
         handle = field_file.open("rb")
     except FileNotFoundError:
         raise Http404("file missing") from None
-    response = FileResponse(handle)
+    response = FileResponse(handle, as_attachment=as_attachment, filename=filename)
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response

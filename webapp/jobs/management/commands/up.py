@@ -19,10 +19,13 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         stack = Stack(web_port=port, flower_port=flower_port, worker_concurrency=concurrency)
         stack.start(timeout=120)
+        flower_auth = (
+            "basic auth on" if stack.flower_has_password else "no password: set FLOWER_BASIC_AUTH=user:password"
+        )
         self.stdout.write(self.style.SUCCESS(
             f"\nVisionQueue is up:\n"
-            f"  web     {stack.web_url}/   (admin at /admin/, API at /api/jobs/)\n"
-            f"  flower  http://127.0.0.1:{flower_port}/\n"
+            f"  web     {stack.web_url}/   (sign up there; admin at /admin/, API at /api/jobs/)\n"
+            f"  flower  http://127.0.0.1:{flower_port}/   ({flower_auth})\n"
             f"  broker  {stack.redis_url}{'  (embedded)' if stack.redis else ''}\n"
             f"Press Ctrl-C to stop.\n"
         ))
