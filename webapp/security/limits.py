@@ -1,0 +1,122 @@
+"""Per-user upload rate limit and daily image quota, counted in the database.
+
+Counting UploadRecord rows (not a per-process cache) makes the limits hold
+across every gunicorn worker process and machine. The check and the record
+happen in the job's own transaction, with the user's row locked, so two
+uploads racing each other cannot both slip under the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.security.models import UploadLimits, UploadRecord
+
+RATE_WINDOW = timedelta(hours=1)
+QUOTA_WINDOW = timedelta(hours=24)
+
+
+class UploadLimitExceeded(Exception):
+    """Over the rate limit or the quota: answer 429 and say when to come back."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UploadTooLargeForQuota(Exception):
+    """More images in one upload than the whole daily quota: waiting will not help."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    uploads_per_hour: int  # 0: no limit
+    images_per_day: int  # 0: no limit
+
+
+def limits_for(user) -> Limits:
+    """The site defaults, with this user's overrides from the admin."""
+    override = UploadLimits.objects.filter(user=user).first()
+    per_hour = settings.VQ_UPLOADS_PER_HOUR
+    per_day = settings.VQ_IMAGES_PER_DAY
+    if override is not None:
+        per_hour = per_hour if override.uploads_per_hour is None else override.uploads_per_hour
+        per_day = per_day if override.images_per_day is None else override.images_per_day
+    return Limits(uploads_per_hour=per_hour, images_per_day=per_day)
+
+
+def check_upload_allowed(user, images: int, now: datetime | None = None) -> None:
+    """Raise if `user` may not upload `images` more images now; records nothing."""
+    now = now or timezone.now()
+    limits = limits_for(user)
+    if limits.images_per_day and images > limits.images_per_day:
+        raise UploadTooLargeForQuota(
+            f"{images} images in one upload is more than your quota of {limits.images_per_day} "
+            f"images per 24 hours; send fewer at a time"
+        )
+    if limits.uploads_per_hour:
+        recent = list(
+            UploadRecord.objects.filter(user=user, created_at__gt=now - RATE_WINDOW)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+        )
+        if len(recent) >= limits.uploads_per_hour:
+            # The upload that has to age out of the window before one more fits.
+            frees_a_slot = recent[len(recent) - limits.uploads_per_hour]
+            raise UploadLimitExceeded(
+                f"upload rate limit reached: {limits.uploads_per_hour} uploads per hour",
+                _seconds_until(frees_a_slot + RATE_WINDOW, now),
+            )
+    if limits.images_per_day:
+        recent = list(
+            UploadRecord.objects.filter(user=user, created_at__gt=now - QUOTA_WINDOW)
+            .order_by("created_at")
+            .values_list("created_at", "images")
+        )
+        used = sum(count for _, count in recent)
+        if used + images > limits.images_per_day:
+            to_free = used + images - limits.images_per_day
+            freed = 0
+            for created_at, count in recent:
+                freed += count
+                if freed >= to_free:
+                    break
+            raise UploadLimitExceeded(
+                f"daily image quota reached: {used} of {limits.images_per_day} images used in the last "
+                f"24 hours, and this upload has {images}",
+                _seconds_until(created_at + QUOTA_WINDOW, now),
+            )
+
+
+def record_upload(user, images: int) -> None:
+    """Check the limits and count this upload, atomically per user.
+
+    Call inside the transaction that creates the job: if the job does not
+    commit, neither does its record.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_upload must run inside the job's transaction")
+    # Serialises this user's uploads on PostgreSQL; SQLite already holds the
+    # database write lock for the whole (IMMEDIATE) transaction.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    now = timezone.now()
+    check_upload_allowed(user, images, now)
+    UploadRecord.objects.create(user=user, images=images, created_at=now)
+
+
+def purge_old_records(now: datetime | None = None) -> int:
+    """Forget uploads older than the longest window; returns how many rows went."""
+    cutoff = (now or timezone.now()) - max(RATE_WINDOW, QUOTA_WINDOW)
+    deleted, _ = UploadRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
