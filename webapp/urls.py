@@ -17,3 +17,7 @@ urlpatterns = [
     path("", include("webapp.security.urls")),
     path("", include("webapp.jobs.urls")),
 ]
+
+handler400 = "webapp.errors.bad_request"
+handler404 = "webapp.errors.not_found"
+handler500 = "webapp.errors.server_error"

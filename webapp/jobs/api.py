@@ -10,6 +10,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from ml import available_models
 from webapp.jobs.models import Item, Job
 from webapp.jobs import services
 from webapp.jobs.services import JobRequestError, UploadLimitExceeded, create_job, delete_job
@@ -66,8 +67,12 @@ class ItemResultsPageSchema(serializers.Serializer):
 class JobUploadSerializer(serializers.Serializer):
     """The multipart form of POST /api/jobs/ (documentation only; the view reads request.FILES)."""
 
-    images = serializers.ListField(child=serializers.FileField(), help_text="Repeat the field for each image.")
-    model = serializers.CharField(required=False, help_text="A registered model; default VQ_DEFAULT_MODEL.")
+    images = serializers.ListField(
+        child=serializers.FileField(), min_length=1, help_text="Repeat the field for each image."
+    )
+    model = serializers.ChoiceField(
+        choices=available_models(), required=False, help_text="Default: the site's default model."
+    )
 
 
 class RejectionSerializer(serializers.Serializer):
@@ -95,11 +100,16 @@ RETRY_AFTER = OpenApiParameter(
     "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[429],
     description="seconds until the upload would be accepted",
 )  # fmt: skip
-NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours")
+NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours, or no such page")
+NO_SUCH_PAGE = OpenApiResponse(DetailSerializer, description="no such page")
+BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_size is not a whole number from 1")
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your jobs, newest first"),
+    list=extend_schema(
+        summary="Your jobs, newest first",
+        responses={200: JobSerializer(many=True), 400: BAD_PAGE_SIZE, 404: NO_SUCH_PAGE},
+    ),
     retrieve=extend_schema(summary="A job's status and counters", responses={200: JobSerializer, 404: NOT_FOUND}),
     create=extend_schema(
         summary="Upload images as a new job",
@@ -122,10 +132,13 @@ NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours"
     results=extend_schema(
         summary="Per-image results, in upload order",
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT, description="page number, from 1"),
-            OpenApiParameter("page_size", OpenApiTypes.INT, description="results per page, at most 500"),
+            OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="page number, from 1"),
+            OpenApiParameter(
+                "page_size", {"type": "integer", "minimum": 1},
+                description="results per page; more than 500 gives 500",
+            ),  # fmt: skip
         ],
-        responses={200: ItemResultsPageSchema, 404: NOT_FOUND},
+        responses={200: ItemResultsPageSchema, 400: BAD_PAGE_SIZE, 404: NOT_FOUND},
     ),
 )
 class JobViewSet(
@@ -149,7 +162,7 @@ class JobViewSet(
 
     def create(self, request, *args, **kwargs):
         try:
-            uploads, model_name = request.FILES.getlist("images"), request.data.get("model") or None
+            uploads, model_name = request.FILES.getlist("images"), request.data.get("model")
         except ParseError as error:
             # A malformed multipart body: the same 400 shape as every other refusal.
             return Response({"detail": str(error.detail), "rejected": []}, status=status.HTTP_400_BAD_REQUEST)

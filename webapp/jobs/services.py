@@ -47,7 +47,8 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
     Raises UploadLimitExceeded when the owner is over their upload rate or
     daily image quota.
     """
-    model_name = model_name or settings.VQ_DEFAULT_MODEL
+    # None: the default model. An empty name is a mistake, and refused below.
+    model_name = settings.VQ_DEFAULT_MODEL if model_name is None else model_name
     if model_name not in model_choices():
         raise JobRequestError(f"unknown model {model_name!r}; choose one of {', '.join(model_choices())}")
     if not uploads:
