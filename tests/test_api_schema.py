@@ -23,7 +23,10 @@ def test_schema_is_served_and_documents_every_api_route(client):
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert set(paths) == {"/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/results/", "/api/tokens/", "/api/tokens/{id}/"}
+    assert set(paths) == {
+        "/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/results/", "/api/jobs/{id}/cancel/",
+        "/api/jobs/{id}/retry-failed/", "/api/tokens/", "/api/tokens/{id}/",
+    }  # fmt: skip
     assert set(paths["/api/jobs/{id}/"]) == {"get", "delete"}
     assert "429" in paths["/api/jobs/"]["post"]["responses"]
     assert "Retry-After" in paths["/api/jobs/"]["post"]["responses"]["429"]["headers"]

@@ -103,7 +103,7 @@ def test_the_upload_page_answers_429_with_the_reason(client, alice, settings):
     settings.VQ_UPLOADS_PER_HOUR = 1
     record(alice, timedelta(minutes=30))
     client.force_login(alice)
-    response = client.post("/jobs/", {"images": images(1)})
+    response = client.post("/upload/", {"images": images(1)})
     assert response.status_code == 429
     assert 1700 <= int(response["Retry-After"]) <= 1800
     assert "Upload rate limit reached: 1 uploads per hour. Try again in 30 minutes." in response.content.decode()

@@ -96,6 +96,11 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class RetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField(help_text="failed images queued again (0 unless the job was done)")
+    job = JobSerializer()
+
+
 RETRY_AFTER = OpenApiParameter(
     "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[429],
     description="seconds until the upload would be accepted",
@@ -128,6 +133,19 @@ BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_s
     destroy=extend_schema(
         summary="Delete a job, its results and its files (a running job is cancelled first)",
         responses={204: None, 404: NOT_FOUND},
+    ),
+    cancel=extend_schema(
+        summary="Cancel an open job: queued images never run",
+        request=None,
+        responses={
+            200: JobSerializer, 404: NOT_FOUND,
+            409: OpenApiResponse(DetailSerializer, description="the job had already finished"),
+        },
+    ),  # fmt: skip
+    retry_failed=extend_schema(
+        summary="Send a done job's failed images through the workers again",
+        request=None,
+        responses={200: RetriedSerializer, 404: NOT_FOUND},
     ),
     results=extend_schema(
         summary="Per-image results, in upload order",
