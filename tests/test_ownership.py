@@ -39,7 +39,7 @@ PUBLIC = {
 }
 
 # URL parameters that name one user's object: alice must never reach bob's.
-OWNED_PARAMETERS = {"job_id", "item_id", "pk"}
+OWNED_PARAMETERS = {"job_id", "item_id", "token_id", "pk"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class World:
         owned = {
             "job_id": self.bob_job.pk if existing else ghost_job,
             "item_id": self.bob_item.pk if existing else ghost_int,
+            "token_id": self.bob_token.pk if existing else ghost_int,
         }
         if route.name and route.name.startswith("api-job-"):
             owned["pk"] = owned["job_id"]
@@ -226,7 +227,7 @@ def test_every_url_asks_anonymous_callers_to_log_in(world):
 def test_the_walk_covers_the_routes_that_matter():
     names = {route.name for route in routes()}
     assert {"job-detail", "job-delete", "job-cancel", "job-retry-failed", "item-image", "item-thumbnail",
-            "job-results-csv", "api-job-detail", "api-job-cancel", "api-job-results", "api-token-detail",
+            "job-results-csv", "token-revoke", "api-job-detail", "api-job-cancel", "api-job-results", "api-token-detail",
             "admin:jobs_job_change"} <= names  # fmt: skip
     # The public list names only routes that exist: no stale exceptions.
     assert set(PUBLIC) <= names

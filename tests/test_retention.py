@@ -71,10 +71,15 @@ def test_deleting_a_running_job_cancels_it_first(alice, api_as, media_root, djan
     assert job_folders(media_root, job) == []
 
 
-def test_the_job_page_deletes_with_a_post_only(client, alice, media_root, django_capture_on_commit_callbacks):
+def test_the_job_page_asks_then_deletes_on_post(client, alice, media_root, django_capture_on_commit_callbacks):
     job = stored_job(alice)
     client.force_login(alice)
-    assert client.get(f"/jobs/{job.pk}/delete").status_code == 405
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/jobs/{job.pk}/delete"' in page
+    confirm = client.get(f"/jobs/{job.pk}/delete")
+    # A GET only asks: nothing is deleted until the form is posted.
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
+    assert Job.objects.filter(pk=job.pk).exists()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/jobs/{job.pk}/delete", follow=True)
     assert response.redirect_chain[-1][0] == "/jobs/"

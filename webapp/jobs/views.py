@@ -208,9 +208,12 @@ def job_results_json(request, job_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def job_delete(request, job_id):
+    """GET asks to confirm; POST deletes the job, its results and its files."""
     job = _owned_job(request, job_id)
+    if request.method == "GET":
+        return render(request, "jobs/job_delete.html", {"job": job})
     delete_job(job)
     messages.success(request, f"Job {str(job_id)[:8]} and its {job.total} images were deleted.")
     return redirect("job-list")

@@ -52,6 +52,22 @@ def limits_for(user) -> Limits:
     return Limits(uploads_per_hour=per_hour, images_per_day=per_day)
 
 
+@dataclass(frozen=True)
+class Usage:
+    uploads_last_hour: int
+    images_last_day: int
+
+
+def usage_of(user, now: datetime | None = None) -> Usage:
+    """What counts against the user's limits right now."""
+    now = now or timezone.now()
+    records = UploadRecord.objects.filter(user=user, created_at__gt=now - QUOTA_WINDOW)
+    return Usage(
+        uploads_last_hour=records.filter(created_at__gt=now - RATE_WINDOW).count(),
+        images_last_day=sum(records.values_list("images", flat=True)),
+    )
+
+
 def check_upload_allowed(user, images: int, now: datetime | None = None) -> None:
     """Raise if `user` may not upload `images` more images now; records nothing."""
     now = now or timezone.now()
