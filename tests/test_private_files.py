@@ -76,3 +76,20 @@ def test_a_stored_name_outside_media_root_is_refused(client, alice, item, settin
     response = client.get(image_url(item))
     assert response.status_code == 400
     assert "X-Accel-Redirect" not in response and "X-Sendfile" not in response
+
+
+def test_stored_names_never_come_from_the_client(alice, api_as, media_root):
+    from tests.conftest import SAMPLES as samples
+
+    png = (samples / "coffee.png").read_bytes()
+    files = [upload("../../../etc/passwd.png", png, "image/png"), upload("same.png", png, "image/png"),
+             upload("same.png", png, "image/png"), upload("page.html", png, "text/html")]  # fmt: skip
+    response = api_as(alice).post("/api/jobs/", {"images": files}, format="multipart")
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    names = [item.file.name for item in job.items.order_by("pk")]
+    # One folder per job, a random name each (no overwrite), the extension from the bytes (never .html).
+    assert all(name.startswith(f"uploads/{job.pk}/") and name.endswith(".png") and ".." not in name for name in names)
+    assert len(set(names)) == 4
+    assert [item.filename for item in job.items.order_by("pk")] == ["passwd.png", "same.png", "same.png", "page.html"]
+    assert sorted(p.name for p in (media_root / "uploads" / str(job.pk)).iterdir()) == sorted(n.rsplit("/", 1)[1] for n in names)
