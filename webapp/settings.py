@@ -165,6 +165,9 @@ REST_FRAMEWORK = {
 # the admin (Users -> upload limits).
 VQ_UPLOADS_PER_HOUR = env.int("VQ_UPLOADS_PER_HOUR", default=120)
 VQ_IMAGES_PER_DAY = env.int("VQ_IMAGES_PER_DAY", default=20_000)
+# Accounts made per client address per rolling 24 hours (0: no limit), so
+# that signing up again does not multiply the per-user limits.
+VQ_SIGNUPS_PER_DAY = env.int("VQ_SIGNUPS_PER_DAY", default=10)
 
 # Jobs (rows and files) older than this many days are deleted by the daily
 # purge (Celery beat, or `manage.py purge_expired_jobs` from cron); 0 keeps

@@ -17,18 +17,27 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.security.models import UploadLimits, UploadRecord
+from webapp.security.models import SignupRecord, UploadLimits, UploadRecord
 
 RATE_WINDOW = timedelta(hours=1)
 QUOTA_WINDOW = timedelta(hours=24)
+SIGNUP_WINDOW = timedelta(hours=24)
 
 
-class UploadLimitExceeded(Exception):
-    """Over the rate limit or the quota: answer 429 and say when to come back."""
+class LimitExceeded(Exception):
+    """Over a limit: answer 429 and say when to come back (retry_after, seconds)."""
 
     def __init__(self, message: str, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UploadLimitExceeded(LimitExceeded):
+    """Over the upload rate limit or the daily image quota."""
+
+
+class SignupLimitExceeded(LimitExceeded):
+    """Too many accounts made from one address."""
 
 
 class UploadTooLargeForQuota(Exception):
@@ -127,11 +136,34 @@ def record_upload(user, images: int) -> None:
     UploadRecord.objects.create(user=user, images=images, created_at=now)
 
 
+def check_signup_allowed(address: str | None, now: datetime | None = None) -> None:
+    """Raise if this client address has made VQ_SIGNUPS_PER_DAY accounts in the last 24 hours."""
+    limit = settings.VQ_SIGNUPS_PER_DAY
+    if not limit:
+        return
+    now = now or timezone.now()
+    recent = list(
+        SignupRecord.objects.filter(address=address, created_at__gt=now - SIGNUP_WINDOW)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+    )
+    if len(recent) >= limit:
+        raise SignupLimitExceeded(
+            f"{limit} accounts were made from your address in the last 24 hours, the most allowed",
+            _seconds_until(recent[len(recent) - limit] + SIGNUP_WINDOW, now),
+        )
+
+
+def record_signup(address: str | None) -> None:
+    SignupRecord.objects.create(address=address)
+
+
 def purge_old_records(now: datetime | None = None) -> int:
-    """Forget uploads older than the longest window; returns how many rows went."""
-    cutoff = (now or timezone.now()) - max(RATE_WINDOW, QUOTA_WINDOW)
-    deleted, _ = UploadRecord.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    """Forget uploads and sign-ups older than their windows; returns how many rows went."""
+    now = now or timezone.now()
+    deleted, _ = UploadRecord.objects.filter(created_at__lt=now - max(RATE_WINDOW, QUOTA_WINDOW)).delete()
+    signups, _ = SignupRecord.objects.filter(created_at__lt=now - SIGNUP_WINDOW).delete()
+    return deleted + signups
 
 
 def _seconds_until(moment: datetime, now: datetime) -> int:

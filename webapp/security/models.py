@@ -109,3 +109,19 @@ class UploadRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.images} images by user {self.user_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SignupRecord(models.Model):
+    """One account created, by client address: what the sign-up limit counts.
+
+    Without it, anyone could multiply the per-user quotas by making accounts.
+    """
+
+    address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "created_at"], name="signup_record_address_time")]
+
+    def __str__(self) -> str:
+        return f"sign-up from {self.address} at {self.created_at:%Y-%m-%d %H:%M}"
