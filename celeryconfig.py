@@ -4,6 +4,7 @@ Read by tasks.celery_app. Values come from Django settings where an operator
 may want to change them, so there is one source of configuration.
 """
 
+from celery.schedules import crontab
 from django.conf import settings
 
 from tasks.embedded_redis import broker_url as _broker_url
@@ -54,8 +55,21 @@ worker_send_task_events = True
 task_send_sent_event = True
 task_track_started = True
 
+# --- Periodic tasks ---------------------------------------------------------
+# Run by `celery -A tasks beat` (make up starts one). Exactly one beat per
+# deployment: two would purge twice (harmless, but wasted). The purge goes to
+# the default queue, so any CPU worker runs it.
+beat_schedule = {
+    "purge-expired-jobs": {
+        "task": "vq.purge_expired_jobs",
+        "schedule": crontab(hour=3, minute=17),  # daily, off the hour
+        "options": {"queue": settings.VQ_DEFAULT_QUEUE, "expires": 6 * 3600},
+    },
+}
+timezone = settings.TIME_ZONE
+
 # --- Worker -----------------------------------------------------------------
-imports = ("tasks.inference",)
+imports = ("tasks.inference", "tasks.maintenance")
 # Keep our own logging configuration (Django's LOGGING) in worker processes.
 worker_hijack_root_logger = False
 worker_redirect_stdouts = False

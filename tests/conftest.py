@@ -83,10 +83,11 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-secret-pw")
 
 
-def token_for(user) -> str:
-    from rest_framework.authtoken.models import Token
+def token_for(user, name: str = "tests") -> str:
+    """A new API token for `user`; returns its key (the only time it is readable)."""
+    from webapp.security.models import ApiToken
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return ApiToken.objects.issue(user, name)[1]
 
 
 @pytest.fixture

@@ -6,26 +6,38 @@ import os
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from tasks.embedded_redis import EmbeddedRedis, broker_url, ping
+from webapp.security.models import ApiToken, hash_key
 
 
 @pytest.mark.django_db
-def test_create_api_token_prints_only_the_token_and_creates_the_user():
+def test_create_api_token_prints_only_a_working_key_and_creates_the_user():
     out = io.StringIO()
     call_command("create_api_token", "carol", stdout=out)
-    token = out.getvalue().strip()
+    key = out.getvalue().strip()
     user = get_user_model().objects.get(username="carol")
-    assert Token.objects.get(user=user).key == token
-    assert len(token) == 40 and token.isalnum()
     assert not user.has_usable_password()
+    # Only the hash is stored; the key itself is nowhere in the database.
+    token = ApiToken.objects.get(user=user)
+    assert token.key_hash == hash_key(key) and key not in token.key_hash
+    assert key.startswith("vq_") and len(key) == 46 and token.prefix == key[:10]
+    assert token.expires_at is None
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/jobs/").status_code == 200
 
     again = io.StringIO()
-    call_command("create_api_token", "carol", stdout=again)
-    # Idempotent: the same user, the same token.
-    assert again.getvalue().strip() == token
+    call_command("create_api_token", "carol", "--name", "nightly", "--expires-in-days", "7", stdout=again)
+    # A second run is a second, different token for the same user.
+    second = again.getvalue().strip()
+    assert second != key
     assert get_user_model().objects.filter(username="carol").count() == 1
+    assert ApiToken.objects.filter(user=user).count() == 2
+    nightly = ApiToken.objects.get(user=user, name="nightly")
+    assert 6.9 < (nightly.expires_at - nightly.created_at).total_seconds() / 86400 < 7.1
 
 
 def test_embedded_redis_is_a_real_server_and_stops():

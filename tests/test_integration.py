@@ -1,12 +1,14 @@
 """End to end on real processes: API -> Redis -> Celery worker -> CNN -> database."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from ml import load_pixels
 from tests.conftest import token_for
+from tests.images import image_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -82,3 +84,23 @@ def test_a_broken_image_fails_alone(live_system, alice, photos):
     assert results["good.jpg"]["status"] == "succeeded"
     assert results["truncated.jpg"]["status"] == "failed"
     assert "truncated" in results["truncated.jpg"]["error"]
+
+
+def test_the_upload_limit_holds_across_gunicorn_processes(live_system, alice):
+    from webapp.security.models import UploadLimits
+
+    UploadLimits.objects.create(user=alice, uploads_per_hour=3)
+    headers = {"Authorization": f"Token {token_for(alice)}"}
+    photo = image_bytes(size=(32, 32))
+
+    def upload_once(n: int) -> requests.Response:
+        files = [("images", (f"small{n}.png", photo, "image/png"))]
+        return requests.post(f"{live_system.web_url}/api/jobs/", files=files, headers=headers, timeout=60)
+
+    # Six uploads at once, spread over gunicorn's worker processes and threads.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(upload_once, range(6)))
+    assert sorted(r.status_code for r in responses) == [201, 201, 201, 429, 429, 429]
+    refused = [r for r in responses if r.status_code == 429]
+    assert all(0 < int(r.headers["Retry-After"]) <= 3600 for r in refused)
+    assert all("3 uploads per hour" in r.json()["detail"] for r in refused)

@@ -32,8 +32,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: no CDN
+    "axes",
     "webapp.jobs",
+    "webapp.security",
 ]
 
 MIDDLEWARE = [
@@ -45,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -145,12 +150,80 @@ VQ_WORKER_CONCURRENCY = env.int("VQ_WORKER_CONCURRENCY", default=1)
 REST_FRAMEWORK = {
     # Token first, so an anonymous API call gets 401 with WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "webapp.security.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "webapp.jobs.pagination.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- Security: API tokens, upload limits, login throttling, files, retention --
+# Uploads (jobs created) per user per rolling hour, and images per user per
+# rolling 24 hours; 0 turns a limit off. Staff can override both per user in
+# the admin (Users -> upload limits).
+VQ_UPLOADS_PER_HOUR = env.int("VQ_UPLOADS_PER_HOUR", default=120)
+VQ_IMAGES_PER_DAY = env.int("VQ_IMAGES_PER_DAY", default=20_000)
+# Accounts made per client address per rolling 24 hours (0: no limit), so
+# that signing up again does not multiply the per-user limits.
+VQ_SIGNUPS_PER_DAY = env.int("VQ_SIGNUPS_PER_DAY", default=10)
+
+# Jobs (rows and files) older than this many days are deleted by the daily
+# purge (Celery beat, or `manage.py purge_expired_jobs` from cron); 0 keeps
+# them forever.
+VQ_RETENTION_DAYS = env.int("VQ_RETENTION_DAYS", default=30)
+
+# How owner-checked views hand files out: "django" streams them from the app;
+# "x-accel-redirect" (nginx) and "x-sendfile" (Apache, lighttpd) let the web
+# server send the file after Django has checked the owner. See README
+# "Private files".
+VQ_FILE_SERVING = env.str("VQ_FILE_SERVING", default="django")
+if VQ_FILE_SERVING not in ("django", "x-accel-redirect", "x-sendfile"):
+    raise ValueError(f"VQ_FILE_SERVING={VQ_FILE_SERVING!r}: use django, x-accel-redirect or x-sendfile")
+# The internal nginx location that maps onto MEDIA_ROOT.
+VQ_X_ACCEL_PREFIX = env.str("VQ_X_ACCEL_PREFIX", default="/protected-media/")
+
+# Reverse proxies in front of the app that append to X-Forwarded-For; 0 means
+# REMOTE_ADDR is the client. Used to throttle logins by the real address.
+VQ_TRUSTED_PROXIES = env.int("VQ_TRUSTED_PROXIES", default=0)
+
+# Login throttling by django-axes: after this many failures for one username
+# from one address, that pair is refused (429) for the cool-off period.
+AUTHENTICATION_BACKENDS = [
+    "webapp.security.login.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("VQ_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("VQ_LOGIN_COOLOFF_MINUTES", default=15) / 60  # hours
+# Username and address together: an attacker cannot lock a user out from
+# everywhere, and one office behind a NAT does not lock itself out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "webapp.security.login.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "webapp.security.login.locked_out"
+AXES_VERBOSE = False
+
+# OpenAPI schema at /api/schema/, Swagger UI at /api/docs/ (assets from the
+# sidecar app, so the docs work offline and load nothing from a CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "VisionQueue API",
+    "DESCRIPTION": "Batch image recognition: upload images as a job, read top-5 labels per image.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.security.schema.add_unauthenticated_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "webapp.jobs.models.Job.Status",
+        "ItemStatusEnum": "webapp.jobs.models.Item.Status",
+    },
 }
 
 # --- Flower (the task monitor `make up` starts) --------------------------------

@@ -38,6 +38,8 @@ class Stack:
     flower_port: int | None = None
     worker_concurrency: int = 1
     queues: str = "infer.cpu"
+    # Celery beat, for the periodic purge (celeryconfig.beat_schedule): make up only.
+    beat: bool = False
     # Extra environment for every child (tests point DATABASE_URL at their database).
     env: dict[str, str] = field(default_factory=dict)
     # None: children write to this terminal, each line prefixed with its name.
@@ -71,6 +73,8 @@ class Stack:
                 self._spawn("web", self.web_command())
             if self.flower_port is not None:
                 self.start_flower()
+            if self.beat:
+                self._spawn("beat", self.beat_command())
             self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
@@ -124,6 +128,11 @@ class Stack:
         from django.conf import settings
 
         return settings.FLOWER_BASIC_AUTH
+
+    def beat_command(self) -> list[str]:
+        schedule = BASE_DIR / "var" / "celerybeat-schedule"
+        schedule.parent.mkdir(exist_ok=True)
+        return [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
         log_path = None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from ml import available_models
 from webapp.jobs.models import Item, Job
 from webapp.jobs import services
-from webapp.jobs.services import JobRequestError, create_job
+from webapp.jobs.services import JobRequestError, UploadLimitExceeded, create_job, delete_job
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -40,24 +44,156 @@ class ItemResultSerializer(serializers.ModelSerializer):
         return item.predictions or []
 
 
-class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Create jobs from uploaded images; read their status and results."""
+class PredictionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    class_index = serializers.IntegerField()
+    score = serializers.FloatField()
+
+
+class ItemResultSchema(ItemResultSerializer):
+    """ItemResultSerializer as the schema describes it (the method fields typed)."""
+
+    error = serializers.CharField(allow_null=True)
+    predictions = PredictionSerializer(many=True)
+
+
+class ItemResultsPageSchema(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ItemResultSchema(many=True)
+
+
+class JobUploadSerializer(serializers.Serializer):
+    """The multipart form of POST /api/jobs/ (documentation only; the view reads request.FILES)."""
+
+    images = serializers.ListField(
+        child=serializers.FileField(), min_length=1, help_text="Repeat the field for each image."
+    )
+    model = serializers.ChoiceField(
+        choices=available_models(), required=False, help_text="Default: the site's default model."
+    )
+
+
+class RejectionSerializer(serializers.Serializer):
+    filename = serializers.CharField()
+    error = serializers.CharField()
+
+
+class JobCreatedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    total = serializers.IntegerField()
+    rejected = RejectionSerializer(many=True)
+
+
+class UploadRefusedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    rejected = RejectionSerializer(many=True)
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class RetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField(help_text="failed images queued again (0 unless the job was done)")
+    job = JobSerializer()
+
+
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[429],
+    description="seconds until the upload would be accepted",
+)  # fmt: skip
+NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours, or no such page")
+NO_SUCH_PAGE = OpenApiResponse(DetailSerializer, description="no such page")
+BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_size is not a whole number from 1")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your jobs, newest first",
+        responses={200: JobSerializer(many=True), 400: BAD_PAGE_SIZE, 404: NO_SUCH_PAGE},
+    ),
+    retrieve=extend_schema(summary="A job's status and counters", responses={200: JobSerializer, 404: NOT_FOUND}),
+    create=extend_schema(
+        summary="Upload images as a new job",
+        request={"multipart/form-data": JobUploadSerializer},
+        parameters=[RETRY_AFTER],
+        responses={
+            201: JobCreatedSerializer,
+            400: OpenApiResponse(UploadRefusedSerializer, description="no acceptable image, or a bad request"),
+            415: OpenApiResponse(DetailSerializer, description="not a multipart/form-data or form body"),
+            429: OpenApiResponse(
+                DetailSerializer,
+                description="over the upload rate limit or the daily image quota; Retry-After says when to retry",
+            ),
+        },
+    ),
+    destroy=extend_schema(
+        summary="Delete a job, its results and its files (a running job is cancelled first)",
+        responses={204: None, 404: NOT_FOUND},
+    ),
+    cancel=extend_schema(
+        summary="Cancel an open job: queued images never run",
+        request=None,
+        responses={
+            200: JobSerializer, 404: NOT_FOUND,
+            409: OpenApiResponse(DetailSerializer, description="the job had already finished"),
+        },
+    ),  # fmt: skip
+    retry_failed=extend_schema(
+        summary="Send a done job's failed images through the workers again",
+        request=None,
+        responses={200: RetriedSerializer, 404: NOT_FOUND},
+    ),
+    results=extend_schema(
+        summary="Per-image results, in upload order",
+        parameters=[
+            OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="page number, from 1"),
+            OpenApiParameter(
+                "page_size", {"type": "integer", "minimum": 1},
+                description="results per page; more than 500 gives 500",
+            ),  # fmt: skip
+        ],
+        responses={200: ItemResultsPageSchema, 400: BAD_PAGE_SIZE, 404: NOT_FOUND},
+    ),
+)
+class JobViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.ListModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Create jobs from uploaded images; read their status and results; delete them."""
 
     serializer_class = JobSerializer
     parser_classes = [MultiPartParser, FormParser]
     lookup_value_converter = "uuid"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the types
+            return Job.objects.none()
         # Only the caller's jobs exist for them: anyone else's id is a 404.
         return Job.objects.filter(owner=self.request.user)
 
     def create(self, request, *args, **kwargs):
         try:
-            creation = create_job(
-                request.user, request.FILES.getlist("images"), model_name=request.data.get("model") or None
-            )
+            uploads, model_name = request.FILES.getlist("images"), request.data.get("model")
+        except ParseError as error:
+            # A malformed multipart body: the same 400 shape as every other refusal.
+            return Response({"detail": str(error.detail), "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            creation = create_job(request.user, uploads, model_name=model_name)
         except JobRequestError as error:
             return Response({"detail": str(error), "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
+        except UploadLimitExceeded as error:
+            return Response(
+                {"detail": f"{error}; try again in {error.retry_after} s"},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(error.retry_after)},
+            )
         rejected = [rejection.as_dict() for rejection in creation.rejected]
         if creation.job is None:
             return Response(
@@ -70,6 +206,9 @@ class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.List
             status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/jobs/{job.pk}/"},
         )
+
+    def perform_destroy(self, job):
+        delete_job(job)
 
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):

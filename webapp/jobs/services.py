@@ -16,7 +16,11 @@ from django.db import transaction
 from ml import available_models
 from tasks.dispatch import enqueue_job
 from webapp.jobs.models import Item, Job, cancel_job, requeue_failed_items
+from webapp.jobs.retention import delete_job
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
+from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
+
+__all__ = ["JobRequestError", "UploadLimitExceeded", "cancel", "create_job", "delete_job", "retry_failed"]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,11 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
 
     Returns the job (None when no file was acceptable) and the rejected files
     with their reasons. The batch tasks are sent only after the commit.
+    Raises UploadLimitExceeded when the owner is over their upload rate or
+    daily image quota.
     """
-    model_name = model_name or settings.VQ_DEFAULT_MODEL
+    # None: the default model. An empty name is a mistake, and refused below.
+    model_name = settings.VQ_DEFAULT_MODEL if model_name is None else model_name
     if model_name not in model_choices():
         raise JobRequestError(f"unknown model {model_name!r}; choose one of {', '.join(model_choices())}")
     if not uploads:
@@ -51,13 +58,19 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
             f"{len(uploads)} files were sent; the limit is {settings.VQ_MAX_FILES_PER_JOB} per job"
         )
 
+    # Before reading any file: an owner already over a limit costs us nothing.
+    check_upload_allowed(owner, images=1)
+
     checked = [check_upload(upload) for upload in uploads]
     accepted = [result for result in checked if isinstance(result, AcceptedUpload)]
     rejected = [result for result in checked if isinstance(result, Rejection)]
     if not accepted:
         return JobCreation(job=None, rejected=rejected)
 
-    job = _store_job(owner, model_name, accepted)
+    try:
+        job = _store_job(owner, model_name, accepted)
+    except UploadTooLargeForQuota as error:
+        raise JobRequestError(str(error)) from None
     log.info("job %s created: owner=%s model=%s items=%d rejected=%d",
              job.pk, owner.pk, model_name, job.total, len(rejected))
     return JobCreation(job=job, rejected=rejected)
@@ -67,6 +80,8 @@ def _store_job(owner, model_name: str, accepted: list[AcceptedUpload]) -> Job:
     stored: list[str] = []
     try:
         with transaction.atomic():
+            # Counted in the job's transaction: no job, no charge; no charge, no job.
+            record_upload(owner, len(accepted))
             job = Job.objects.create(owner=owner, model_name=model_name, total=len(accepted))
             items = []
             for upload in accepted:

@@ -4,7 +4,10 @@ from rest_framework.routers import DefaultRouter
 
 from webapp.jobs import api, views
 
-router = DefaultRouter()
+# Path converters instead of regexes: a malformed id never reaches a view.
+router = DefaultRouter(use_regex_path=False)
+# JSON only: no /api/jobs.json twins of every route to secure and document.
+router.include_format_suffixes = False
 router.register("jobs", api.JobViewSet, basename="api-job")
 
 urlpatterns = [
@@ -14,6 +17,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:job_id>/progress", views.job_progress, name="job-progress"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:job_id>/delete", views.job_delete, name="job-delete"),
     path("jobs/<uuid:job_id>/retry-failed", views.job_retry_failed, name="job-retry-failed"),
     path("jobs/<uuid:job_id>/results.csv", views.job_results_csv, name="job-results-csv"),
     path("jobs/<uuid:job_id>/results.json", views.job_results_json, name="job-results-json"),

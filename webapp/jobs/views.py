@@ -6,18 +6,31 @@ item or file answers 404 exactly like an id that does not exist.
 
 from __future__ import annotations
 
+import mimetypes
+from urllib.parse import quote
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.jobs import exports
 from webapp.jobs.models import Item, Job
-from webapp.jobs.services import JobRequestError, cancel, create_job, model_choices, retry_failed
+from webapp.jobs.services import (
+    JobRequestError,
+    UploadLimitExceeded,
+    cancel,
+    create_job,
+    delete_job,
+    model_choices,
+    retry_failed,
+)
 
 JOBS_PER_PAGE = 20
 TILES_PER_PAGE = 60
@@ -46,6 +59,12 @@ def upload(request):
         creation = create_job(request.user, request.FILES.getlist("images"), request.POST.get("model") or None)
     except JobRequestError as error:
         return render(request, "jobs/upload.html", {**context, "error": str(error)}, status=400)
+    except UploadLimitExceeded as error:
+        minutes = -(-error.retry_after // 60)
+        message = f"{str(error).capitalize()}. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        response = render(request, "jobs/upload.html", {**context, "error": message}, status=429)
+        response["Retry-After"] = str(error.retry_after)
+        return response
     if creation.job is None:
         context.update(error="No acceptable image in the upload; nothing was created.", rejected=creation.rejected)
         return render(request, "jobs/upload.html", context, status=400)
@@ -188,6 +207,18 @@ def job_results_json(request, job_id):
     return response
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_delete(request, job_id):
+    """GET asks to confirm; POST deletes the job, its results and its files."""
+    job = _owned_job(request, job_id)
+    if request.method == "GET":
+        return render(request, "jobs/job_delete.html", {"job": job})
+    delete_job(job)
+    messages.success(request, f"Job {str(job_id)[:8]} and its {job.total} images were deleted.")
+    return redirect("job-list")
+
+
 def _owned_item(request, job_id, item_id) -> Item:
     # The owner is part of the lookup: another user's ids are simply not found.
     return get_object_or_404(Item.objects.select_related("job"), pk=item_id, job_id=job_id, job__owner=request.user)
@@ -248,13 +279,33 @@ def item_thumbnail(request, job_id, item_id):
     return serve_private_file(item.thumbnail)
 
 
-def serve_private_file(field_file, as_attachment: bool = False, filename: str = "") -> FileResponse:
-    """Stream a stored upload or thumbnail; callers have checked who may see it."""
-    try:
-        handle = field_file.open("rb")
-    except FileNotFoundError:
-        raise Http404("file missing") from None
-    response = FileResponse(handle, as_attachment=as_attachment, filename=filename)
+def serve_private_file(field_file, as_attachment: bool = False, filename: str = "") -> HttpResponse:
+    """Send a stored upload or thumbnail; callers have checked who may see it.
+
+    Django streams it, or (VQ_FILE_SERVING) hands it to the web server with
+    X-Accel-Redirect (nginx) or X-Sendfile (Apache, lighttpd).
+    """
+    if settings.VQ_FILE_SERVING == "django":
+        try:
+            handle = field_file.open("rb")
+        except FileNotFoundError:
+            raise Http404("file missing") from None
+        response = FileResponse(handle, as_attachment=as_attachment, filename=filename)
+    else:
+        # Names are ours (uploads/<job>/<random>.<ext>), but resolve them
+        # through the storage anyway: it refuses anything outside MEDIA_ROOT.
+        path = default_storage.path(field_file.name)
+        if not default_storage.exists(field_file.name):
+            raise Http404("file missing")
+        response = HttpResponse(content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+        if as_attachment:
+            response["Content-Disposition"] = content_disposition_header(True, filename or field_file.name)
+        if settings.VQ_FILE_SERVING == "x-accel-redirect":
+            response["X-Accel-Redirect"] = settings.VQ_X_ACCEL_PREFIX.rstrip("/") + "/" + quote(field_file.name)
+        else:
+            response["X-Sendfile"] = path
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
+    # An image opened on its own is a document: let it run nothing.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

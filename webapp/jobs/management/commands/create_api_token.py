@@ -1,19 +1,31 @@
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from webapp.security.models import ApiToken
 
 
 class Command(BaseCommand):
-    help = "Create USERNAME if needed (without a password) and print only their API token."
+    help = (
+        "Create USERNAME if needed (without a password), give them a new API token and print only its key. "
+        "Each run makes another token; revoke old ones on the Tokens page or with DELETE /api/tokens/{id}/."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
+        parser.add_argument("--name", default="manage.py create_api_token", help="what the token is for")
+        parser.add_argument("--expires-in-days", type=int, default=None, help="default: never expires")
 
-    def handle(self, username, **options):
+    def handle(self, username, name, expires_in_days, **options):
+        if expires_in_days is not None and expires_in_days < 1:
+            raise CommandError("--expires-in-days must be 1 or more")
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        token, _ = Token.objects.get_or_create(user=user)
-        # Only the token on stdout, so scripts can do TOKEN=$(... create_api_token bob).
-        self.stdout.write(token.key)
+        expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        _, key = ApiToken.objects.issue(user, name, expires_at)
+        # Only the key on stdout, so scripts can do TOKEN=$(... create_api_token bob).
+        self.stdout.write(key)

@@ -1,14 +1,17 @@
 """The main job, end to end, on real processes: `make demo`."""
 
 import time
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
+from webapp.security.models import ApiToken
 from webapp.stack import Stack, free_port
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -29,14 +32,14 @@ class Command(BaseCommand):
         if not paths:
             raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {images}")
         call_command("migrate", interactive=False, verbosity=0)
-        token = _demo_token()
+        token, key = _demo_token(lifetime=timedelta(seconds=timeout, hours=1))
 
         log_dir = settings.STATE_DIR / "log"
         self.stdout.write(f"Starting broker, worker and web server (logs in {log_dir}) ...")
-        with Stack(web_port=free_port(), log_dir=log_dir) as stack:
+        with Stack(web_port=free_port(), log_dir=log_dir) as stack, _revoked_after(token):
             self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {len(paths)} images.")
             api = requests.Session()
-            api.headers["Authorization"] = f"Token {token}"
+            api.headers["Authorization"] = f"Token {key}"
             job = _submit(api, stack.web_url, paths)
             for rejected in job["rejected"]:
                 self.stdout.write(self.style.WARNING(f"rejected {rejected['filename']}: {rejected['error']}"))
@@ -82,14 +85,23 @@ class Command(BaseCommand):
             self.stdout.write(f"{filename:<{file_width}}  {label:<{label_width}}  {score}")
 
 
-def _demo_token() -> str:
+def _demo_token(lifetime: timedelta) -> tuple[ApiToken, str]:
     from django.contrib.auth import get_user_model
 
     user, created = get_user_model().objects.get_or_create(username="demo")
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    return Token.objects.get_or_create(user=user)[0].key
+    # A short-lived token for this run only; revoked when the run ends.
+    return ApiToken.objects.issue(user, "make demo", expires_at=timezone.now() + lifetime)
+
+
+@contextmanager
+def _revoked_after(token: ApiToken):
+    try:
+        yield
+    finally:
+        token.delete()
 
 
 def _submit(api, web_url, paths):

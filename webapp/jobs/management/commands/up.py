@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, port, flower_port, concurrency, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        stack = Stack(web_port=port, flower_port=flower_port, worker_concurrency=concurrency)
+        stack = Stack(web_port=port, flower_port=flower_port, worker_concurrency=concurrency, beat=True)
         stack.start(timeout=120)
         flower_auth = (
             "basic auth on" if stack.flower_has_password else "no password: set FLOWER_BASIC_AUTH=user:password"

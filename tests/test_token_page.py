@@ -1,0 +1,73 @@
+"""The API tokens page: create (key shown once), list, revoke; limits shown."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from webapp.security.models import ApiToken, UploadRecord, hash_key
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def page(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_creating_a_token_shows_its_key_once_and_it_works(page, alice):
+    response = page.post("/settings/tokens/", {"name": "laptop scripts", "expires_in_days": "30"})
+    assert response.status_code == 201
+    assert "no-store" in response["Cache-Control"]
+    token = ApiToken.objects.get(user=alice)
+    key = response.context["new_key"]
+    assert token.key_hash == hash_key(key) and key in response.content.decode()
+    assert (token.name, token.prefix) == ("laptop scripts", key[:10])
+    assert timedelta(days=29, hours=23) < token.expires_at - timezone.now() <= timedelta(days=30)
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/jobs/").status_code == 200
+
+    # Shown once: the list names the token by its prefix, never the key.
+    listing = page.get("/settings/tokens/").content.decode()
+    assert "laptop scripts" in listing and f"{key[:10]}…" in listing
+    assert key not in listing
+
+
+def test_a_token_that_never_expires_and_a_nameless_one(page, alice):
+    assert page.post("/settings/tokens/", {"name": "ci", "expires_in_days": ""}).status_code == 201
+    assert ApiToken.objects.get(user=alice).expires_at is None
+    refused = page.post("/settings/tokens/", {"name": "   ", "expires_in_days": ""})
+    assert refused.status_code == 400
+    assert "This field is required." in refused.content.decode()
+    assert ApiToken.objects.filter(user=alice).count() == 1
+
+
+def test_revoking_from_the_page(page, alice):
+    token, key = ApiToken.objects.issue(alice, "old laptop")
+    response = page.post(f"/settings/tokens/{token.pk}/revoke", follow=True)
+    assert response.redirect_chain[-1][0] == "/settings/tokens/"
+    assert "Revoked “old laptop”" in response.content.decode()
+    assert not ApiToken.objects.filter(pk=token.pk).exists()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/jobs/").status_code == 401
+
+
+def test_only_my_tokens_are_listed_and_revocable(page, bob):
+    bobs, _ = ApiToken.objects.issue(bob, "bob-laptop-token")
+    assert "bob-laptop-token" not in page.get("/settings/tokens/").content.decode()
+    assert page.post(f"/settings/tokens/{bobs.pk}/revoke").status_code == 404
+    assert ApiToken.objects.filter(pk=bobs.pk).exists()
+
+
+def test_the_page_shows_my_limits_and_what_i_used(page, alice, settings):
+    settings.VQ_UPLOADS_PER_HOUR, settings.VQ_IMAGES_PER_DAY = 10, 500
+    UploadRecord.objects.create(user=alice, images=7)
+    UploadRecord.objects.create(user=alice, images=5, created_at=timezone.now() - timedelta(hours=3))
+    html = page.get("/settings/tokens/").content.decode()
+    assert "Uploads in the last hour: <strong>1</strong> of 10" in html
+    assert "Images in the last 24 hours: <strong>12</strong> of 500" in html
