@@ -62,6 +62,7 @@ def _open(source: str | BinaryIO) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns on oversized headers; we report those ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _ignore_corrupt_exif_warnings()
             image = Image.open(source)
     except UnidentifiedImageError:
         raise UnsupportedImage("not an image Pillow can read (the contents, not the name, decide)") from None
@@ -73,6 +74,11 @@ def _open(source: str | BinaryIO) -> Image.Image:
             f"{image.format} images are not supported (use {', '.join(sorted(SUPPORTED_FORMATS))})"
         )
     return image
+
+
+def _ignore_corrupt_exif_warnings() -> None:
+    # Pillow warns and skips metadata it cannot parse; the pixels are fine.
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:
@@ -140,8 +146,7 @@ def _describe(exc: Exception) -> str:
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # "Corrupt EXIF data": the picture is fine, only its metadata is not.
-            warnings.simplefilter("ignore", UserWarning)
+            _ignore_corrupt_exif_warnings()
             return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - malformed EXIF must never cost the picture
         return image
