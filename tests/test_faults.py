@@ -334,7 +334,7 @@ def test_redis_restart_mid_job_503_meanwhile_and_nothing_lost_or_doubled(fault_s
         from tests.images import upload
 
         client.force_login(alice)
-        page = client.post("/jobs/", {"images": [upload("coffee.jpg", photo_bytes(3))]})
+        page = client.post("/upload/", {"images": [upload("coffee.jpg", photo_bytes(3))]})
         assert page.status_code == 503 and "not answering" in page.content.decode()
         assert Job.objects.count() == jobs_before
     finally:

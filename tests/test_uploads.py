@@ -233,7 +233,7 @@ def test_long_member_paths_keep_the_file_name():
 def test_the_upload_page_takes_a_zip_too(client, alice):
     client.force_login(alice)
     archive = zip_bytes({"cats/coffee.png": COFFEE, "cats/readme.txt": b"hi"})
-    response = client.post("/jobs/", {"images": [upload("cats.zip", archive)]}, follow=True)
+    response = client.post("/upload/", {"images": [upload("cats.zip", archive)]}, follow=True)
     job = Job.objects.get(owner=alice)
     assert response.redirect_chain[-1][0] == f"/jobs/{job.pk}/"
     assert list(job.items.values_list("filename", flat=True)) == ["cats.zip/cats/coffee.png"]
@@ -256,7 +256,7 @@ def test_more_files_than_django_accepts_is_a_clear_400_from_the_api(alice, api_a
 @override_settings(DATA_UPLOAD_MAX_NUMBER_FILES=2)
 def test_more_files_than_django_accepts_is_a_clear_400_on_the_page(client, alice, media_root):
     client.force_login(alice)
-    response = client.post("/jobs/", {"images": [upload(f"{n}.png", COFFEE) for n in range(3)]})
+    response = client.post("/upload/", {"images": [upload(f"{n}.png", COFFEE) for n in range(3)]})
     assert response.status_code == 400
     assert "more than 2 files" in response.content.decode()
     assert nothing_was_created(media_root)
@@ -272,7 +272,7 @@ def test_an_oversize_request_is_413_before_it_is_read(alice, api_as, client, med
     assert "over the limit of 97.7 KB per request" in response.json()["detail"]
 
     client.force_login(alice)
-    page = client.post("/jobs/", {"images": files()})
+    page = client.post("/upload/", {"images": files()})
     assert page.status_code == 413 and "97.7 KB per request" in page.content.decode()
     assert nothing_was_created(media_root)
 
@@ -291,7 +291,7 @@ def test_a_malformed_multipart_body_is_a_400_not_a_500(alice, api_as, client):
     response = api.generic("POST", "/api/jobs/", body, content_type="multipart/form-data; boundary=XYZ")
     assert response.status_code == 400
     client.force_login(alice)
-    page = client.generic("POST", "/jobs/", body, content_type="multipart/form-data; boundary=")
+    page = client.generic("POST", "/upload/", body, content_type="multipart/form-data; boundary=")
     assert page.status_code == 400 and "multipart" in page.content.decode()
 
 
