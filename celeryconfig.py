@@ -13,6 +13,9 @@ from tasks.embedded_redis import broker_url as _broker_url
 # A real Redis always: REDIS_URL, or the embedded redis-server when unset.
 broker_url = _broker_url()
 broker_connection_retry_on_startup = True
+# A worker whose broker goes away keeps trying to reconnect for as long as it
+# takes (Celery's default gives up after 100 tries and the worker exits).
+broker_connection_max_retries = None
 broker_transport_options = {
     # A task unacknowledged this long is handed to another worker. It must be
     # longer than the hard time limit, or a slow batch would run twice.
@@ -35,6 +38,11 @@ accept_content = ["json"]
 # delivery changes nothing.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# A batch running when the broker connection drops is finished, not killed:
+# its results go to the database, which does not need the broker, and a Redis
+# that restarted empty could not give the batch back anyway. (Celery warns that
+# its default may change; ours is explicit.)
+worker_cancel_long_running_tasks_on_connection_loss = False
 # One batch at a time per process: a prefetched batch would wait behind the
 # current one instead of going to an idle worker.
 worker_prefetch_multiplier = 1
@@ -69,7 +77,9 @@ beat_schedule = {
 timezone = settings.TIME_ZONE
 
 # --- Worker -----------------------------------------------------------------
-imports = ("tasks.inference", "tasks.maintenance")
+# tasks.reaper adds the worker step that runs the stuck-item reaper in every
+# worker (no beat needed: it must run even when the queues are long).
+imports = ("tasks.inference", "tasks.maintenance", "tasks.reaper")
 # Keep our own logging configuration (Django's LOGGING) in worker processes.
 worker_hijack_root_logger = False
 worker_redirect_stdouts = False

@@ -9,13 +9,14 @@ Pillow mode becomes RGB the way a person would see it.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 # Raster formats we decode. Pillow can open more (EPS runs Ghostscript, some
 # formats only parse headers); these are the ones cameras and browsers produce.
@@ -61,6 +62,7 @@ def _open(source: str | BinaryIO) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns on oversized headers; we report those ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _ignore_corrupt_exif_warnings()
             image = Image.open(source)
     except UnidentifiedImageError:
         raise UnsupportedImage("not an image Pillow can read (the contents, not the name, decide)") from None
@@ -72,6 +74,11 @@ def _open(source: str | BinaryIO) -> Image.Image:
             f"{image.format} images are not supported (use {', '.join(sorted(SUPPORTED_FORMATS))})"
         )
     return image
+
+
+def _ignore_corrupt_exif_warnings() -> None:
+    # Pillow warns and skips metadata it cannot parse; the pixels are fine.
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:
@@ -138,7 +145,9 @@ def _describe(exc: Exception) -> str:
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     try:
-        return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            _ignore_corrupt_exif_warnings()
+            return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - malformed EXIF must never cost the picture
         return image
 
@@ -148,24 +157,55 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
     Transparent pixels are composited on white (a transparent logo is drawn on
     a light page, not on black); 16-bit and float images are scaled into
-    0..255 rather than clipped.
+    0..255 rather than clipped; CIELAB and HSV are converted by colour, not
+    channel by channel. CMYK uses Pillow's conversion, which undoes the
+    inverted channels of Adobe (Photoshop) JPEGs; embedded ICC profiles are
+    not applied.
     """
     mode = image.mode
-    if mode == "RGB":
-        return image
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return _scaled_to_rgb(image)
+    if mode in _PREMULTIPLIED:
+        # Pillow converts these only to their straight-alpha twins.
+        image = image.convert(_PREMULTIPLIED[mode])
+        mode = image.mode
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image
+    if mode == "LAB":
+        return ImageCms.applyTransform(image, _lab_to_srgb())
+    if mode == "HSV":
+        return _hsv_to_rgb(image)
     return image.convert("RGB")
 
 
+_PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}
+
+
 def _has_alpha(image: Image.Image) -> bool:
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if image.mode in ("RGBA", "LA", "PA"):
         return True
-    return image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    # A palette, grey or RGB PNG can mark one colour (or palette entries) transparent.
+    return image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info
+
+
+@functools.cache
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+
+
+def _hsv_to_rgb(image: Image.Image) -> Image.Image:
+    hsv = np.asarray(image, dtype=np.float64) / 255.0
+    h, s, v = hsv[..., 0] * 6.0, hsv[..., 1], hsv[..., 2]
+    sector = np.floor(h).astype(int) % 6
+    f = h - np.floor(h)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    rgb = np.stack([np.choose(sector, [c[channel] for c in choices]) for channel in range(3)], axis=-1)
+    return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
 
 def _scaled_to_rgb(image: Image.Image) -> Image.Image:
@@ -175,13 +215,15 @@ def _scaled_to_rgb(image: Image.Image) -> Image.Image:
     elif image.mode == "I" and pixels.size and pixels.min() >= 0 and pixels.max() <= 65535:
         # 16-bit PNGs open as mode I; treat them as the 16-bit data they are.
         low, high = 0.0, 65535.0 if pixels.max() > 255 else 255.0
-    elif image.mode == "F" and pixels.size and pixels.min() >= 0 and pixels.max() <= 1:
+    elif image.mode == "F" and pixels.size and np.nanmin(pixels) >= 0 and np.nanmax(pixels) <= 1:
         low, high = 0.0, 1.0
     else:
         finite = pixels[np.isfinite(pixels)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     span = high - low or 1.0
-    scaled = np.clip((np.nan_to_num(pixels, nan=low) - low) * (255.0 / span), 0, 255)
+    # NaN shows as the darkest value, infinities as the ends of the range.
+    pixels = np.nan_to_num(pixels, nan=low, posinf=high, neginf=low)
+    scaled = np.clip((pixels - low) * (255.0 / span), 0, 255)
     gray = Image.fromarray(np.round(scaled).astype(np.uint8))
     return gray.convert("RGB")
 

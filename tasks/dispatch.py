@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cache
 
+import redis
 from django.conf import settings
+from kombu.exceptions import OperationalError as BrokerError
 
 from tasks.celery_app import app
 from tasks.inference import classify_batch
@@ -42,3 +45,32 @@ def enqueue_job(job_id) -> int:
         job_id, len(item_ids), len(batches), queue, (time.perf_counter() - started) * 1000,
     )  # fmt: skip
     return len(batches)
+
+
+def enqueue_job_or_leave_queued(job_id) -> int:
+    """enqueue_job for transaction.on_commit: a broker outage must not fail the request.
+
+    The job is already committed. If the broker went away between the
+    upload's check and this call, its items stay `queued` with no message,
+    and the reaper (tasks.reaper) sends them once the broker is back.
+    """
+    try:
+        return enqueue_job(job_id)
+    except (BrokerError, redis.RedisError, OSError) as error:
+        log.warning("job %s: broker unavailable (%s); its items stay queued for the reaper to send", job_id, error)
+        return 0
+
+
+def broker_is_reachable() -> bool:
+    """True when the broker answers a PING within VQ_BROKER_CHECK_TIMEOUT seconds."""
+    try:
+        return bool(_broker_client().ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@cache
+def _broker_client() -> redis.Redis:
+    # One small pool per process; redis-py reconnects by itself after an outage.
+    timeout = settings.VQ_BROKER_CHECK_TIMEOUT
+    return redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)

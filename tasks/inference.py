@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from ml import ImageError, crop_and_resize, load_rgb, make_thumbnail
 from ml.registry import ModelSpec
 from tasks.celery_app import app
+from tasks.policy import BatchTask
 from tasks.worker import classifier_for
 from webapp.jobs.models import Item, Outcome, record_outcomes
 
@@ -59,11 +60,12 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-@app.task(name="vq.classify_batch", acks_late=True, reject_on_worker_lost=True)
+# Failure policy (retries, time limits, lost workers) lives in tasks.policy.BatchTask.
+@app.task(name="vq.classify_batch", base=BatchTask, acks_late=True, reject_on_worker_lost=True)
 def classify_batch(item_ids: list[int], model_name: str) -> None:
     """Decode, classify and store a batch. A bad image fails only itself."""
     started = time.perf_counter()
-    items = Item.objects.claim(item_ids)
+    items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
     if not items:
         log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
         return

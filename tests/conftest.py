@@ -15,10 +15,12 @@ from tasks.embedded_redis import EmbeddedRedis
 # A real Redis for the whole run, started before anything in this process
 # configures Celery, so the test process and every worker share one broker.
 # CI's second pass sets REDIS_URL to the machine's server instead.
+# The fault tests stop and restart it (SESSION_REDIS is None with an outside server).
+SESSION_REDIS: EmbeddedRedis | None = None
 if not os.environ.get("REDIS_URL"):
-    _session_redis = EmbeddedRedis().start()
-    os.environ["REDIS_URL"] = _session_redis.url
-    atexit.register(_session_redis.stop)
+    SESSION_REDIS = EmbeddedRedis().start()
+    os.environ["REDIS_URL"] = SESSION_REDIS.url
+    atexit.register(SESSION_REDIS.stop)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -157,3 +157,197 @@ def image_bytes_of(image: Image.Image, fmt: str = "PNG") -> bytes:
     data = io.BytesIO()
     image.save(data, format=fmt)
     return data.getvalue()
+
+
+# --- Every mode, every orientation, every multi-frame format ------------------
+
+
+def ramp16() -> np.ndarray:
+    return np.linspace(0, 65535, 256, dtype=np.uint16).reshape(1, 256).repeat(4, axis=0)
+
+
+@pytest.mark.parametrize(
+    "mode,dtype,fmt",
+    [
+        ("I;16", "<u2", "PNG"),
+        ("I;16", "<u2", "TIFF"),
+        ("I;16B", ">u2", "TIFF"),
+        ("I;16B", ">u2", "PNG"),
+        ("I;16L", "<u2", "TIFF"),
+    ],
+)
+def test_every_16_bit_layout_is_scaled_not_clipped(mode, dtype, fmt):
+    image = Image.frombytes(mode, (256, 4), ramp16().astype(dtype).tobytes())
+    data = image_bytes_of(image, fmt)
+    grey = np.asarray(load_rgb(io.BytesIO(data)))[..., 0]
+    # Black stays black, full scale is white, and the middle of the ramp is mid-grey.
+    assert grey[0, 0] == 0 and grey[0, 255] == 255
+    assert 125 <= grey[0, 128] <= 131
+
+
+def test_16_bit_modes_pillow_cannot_save_are_scaled_in_memory():
+    from ml.imaging import to_rgb
+
+    native = Image.frombytes("I;16N", (256, 4), ramp16().astype("=u2").tobytes())
+    grey = np.asarray(to_rgb(native))[..., 0]
+    assert (grey[0, 0], grey[0, 255]) == (0, 255) and 125 <= grey[0, 128] <= 131
+
+
+def test_32_bit_integer_image_is_stretched_over_its_own_range():
+    from ml.imaging import to_rgb
+
+    values = np.array([[-5000, 0, 45000, 95000]], dtype=np.int32)
+    assert list(np.asarray(to_rgb(Image.fromarray(values)))[0, :, 0]) == [0, 13, 128, 255]
+
+
+def test_float_image_with_nan_and_infinity_decodes_without_warnings():
+    from ml.imaging import to_rgb
+
+    values = np.array([[np.nan, np.inf, -np.inf, -1.0, 1.0, 3.0]], dtype=np.float32)
+    with warnings_as_errors():
+        grey = np.asarray(to_rgb(Image.fromarray(values)))[0, :, 0]
+    # The finite range -1..3 spans 0..255; NaN and -inf are its bottom, +inf its top.
+    assert list(grey) == [0, 255, 0, 0, 128, 255]
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_ycbcr_becomes_the_same_colour_in_rgb(fmt):
+    ycbcr = Image.new("RGB", (32, 32), (200, 30, 30)).convert("YCbCr")
+    data = image_bytes_of(ycbcr, fmt)
+    r, g, b = load_rgb(io.BytesIO(data)).getpixel((16, 16))
+    assert abs(r - 200) <= 4 and abs(g - 30) <= 4 and abs(b - 30) <= 4
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_without_an_icc_profile_becomes_rgb(fmt):
+    # Cyan 0, magenta and yellow full, no black: red. Pillow's JPEG writer adds
+    # an Adobe marker (inverted channels), which must be undone, not shown.
+    data = image_bytes("CMYK", size=(32, 32), color=(0, 255, 255, 0), fmt=fmt)
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "CMYK" and "icc_profile" not in opened.info
+    r, g, b = load_rgb(io.BytesIO(data)).getpixel((16, 16))
+    assert r > 240 and g < 15 and b < 15
+
+
+def test_palette_with_alpha_pa_is_composited_on_white():
+    from ml.imaging import to_rgb
+
+    image = Image.new("PA", (8, 8))
+    image.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762, "RGB")
+    image.putpixel((1, 1), (1, 255))
+    rgb = to_rgb(image)
+    assert rgb.getpixel((1, 1)) == (10, 200, 10)
+    assert rgb.getpixel((5, 5)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("mode", ["La", "RGBa"])
+def test_premultiplied_alpha_modes_are_composited_on_white(mode):
+    from ml.imaging import to_rgb
+
+    transparent = Image.new(mode, (4, 4))
+    assert to_rgb(transparent).getpixel((1, 1)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("mode,key,opaque", [("RGB", (0, 0, 0), (255, 0, 0)), ("L", 0, 200)])
+def test_png_colour_key_transparency_is_composited_on_white(mode, key, opaque):
+    image = Image.new(mode, (8, 8), key)
+    image.putpixel((1, 1), opaque)
+    data = io.BytesIO()
+    image.save(data, format="PNG", transparency=key)
+    loaded = load_rgb(io.BytesIO(data.getvalue()))
+    # The keyed colour is see-through, so white; the other pixel keeps its colour.
+    assert loaded.getpixel((5, 5)) == (255, 255, 255)
+    assert loaded.getpixel((1, 1)) == (opaque if mode == "RGB" else (opaque,) * 3)
+
+
+def test_cielab_is_converted_by_colour_not_by_channel():
+    from ml.imaging import to_rgb
+
+    white = to_rgb(Image.new("LAB", (2, 2), (255, 128, 128))).getpixel((0, 0))
+    black = to_rgb(Image.new("LAB", (2, 2), (0, 128, 128))).getpixel((0, 0))
+    assert all(v >= 250 for v in white) and all(v <= 5 for v in black)
+
+
+def test_hsv_is_converted_by_colour_not_by_channel():
+    from ml.imaging import to_rgb
+
+    for colour in ((10, 200, 30), (0, 0, 255), (128, 64, 200)):
+        back = to_rgb(Image.new("RGB", (1, 1), colour).convert("HSV")).getpixel((0, 0))
+        assert all(abs(a - b) <= 3 for a, b in zip(back, colour)), (colour, back)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "WEBP", "MPO", "PNG"])
+def test_every_multi_frame_format_uses_the_first_frame(fmt):
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    data = io.BytesIO()
+    frames[0].save(data, format=fmt, save_all=True, append_images=frames[1:], **({"lossless": True} if fmt == "WEBP" else {}))
+    info = inspect_image(io.BytesIO(data.getvalue()))
+    assert (info.format, info.frames) == (fmt, 3)
+    r, g, b = load_rgb(io.BytesIO(data.getvalue())).getpixel((16, 16))
+    assert r > 240 and g < 15 and b < 15
+
+
+def nearest_quadrant_colours(image: Image.Image) -> tuple:
+    """Corner colours snapped to the quadrant palette, so JPEG noise does not matter."""
+    palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    w, h = image.size
+    points = ((w // 8, h // 8), (w - w // 8, h // 8), (w // 8, h - h // 8), (w - w // 8, h - h // 8))
+    return tuple(
+        min(palette, key=lambda ref: sum((a - b) ** 2 for a, b in zip(image.getpixel(p), ref))) for p in points
+    )
+
+
+@pytest.mark.parametrize("draft", [False, True], ids=["full", "draft"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_honoured_on_jpeg(orientation, draft):
+    upright = quadrants(size=640 if draft else 64)
+    stored = upright
+    if orientation in ORIENTATION_TRANSFORMS:
+        transform = ORIENTATION_TRANSFORMS[orientation]
+        stored = upright.transpose(INVERSE.get(transform, transform))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = io.BytesIO()
+    stored.save(data, format="JPEG", quality=95, exif=exif)
+
+    loaded = load_rgb(io.BytesIO(data.getvalue()), min_size=(256, 256) if draft else None)
+
+    # Reduced-scale decoding (draft) and rotation together still give the upright picture.
+    if draft:
+        assert loaded.size[0] < 640
+    assert nearest_quadrant_colours(loaded) == nearest_quadrant_colours(upright)
+
+
+def jpeg_with_app1(payload: bytes) -> bytes:
+    """A valid JPEG with an APP1 (EXIF) segment carrying exactly this payload."""
+    plain = image_bytes(size=(40, 30), fmt="JPEG")
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return plain[:2] + segment + plain[2:]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"Exif\x00\x00garbage that is not a TIFF header",
+        b"Exif\x00\x00II*\x00\xff\xff\xff\x7f",  # first IFD offset far past the end
+        b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01",  # IFD cut short
+        b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x02\x00\x04\x00\x00\x00abc\x00\x00\x00\x00\x00",  # orientation as text
+    ],
+    ids=["not-tiff", "offset-past-end", "truncated-ifd", "orientation-as-text"],
+)
+def test_malformed_exif_never_crashes(payload):
+    data = jpeg_with_app1(payload)
+    assert inspect_image(io.BytesIO(data)).format == "JPEG"
+    assert load_rgb(io.BytesIO(data)).size == (40, 30)
+
+
+class warnings_as_errors:
+    def __enter__(self):
+        import warnings
+
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc_info):
+        return self._context.__exit__(*exc_info)

@@ -117,3 +117,59 @@ def test_retry_requeues_only_failed_items_of_a_done_job(job):
     assert statuses == {ok.pk: "succeeded", bad1.pk: "queued", bad2.pk: "queued"}
     # The next run counts as a second attempt.
     assert [i.attempts for i in Item.objects.claim([bad1.pk, bad2.pk])] == [2, 2]
+
+
+def test_claim_fails_items_that_used_all_their_attempts(job):
+    items = list(job.items.all())
+    ids = [i.pk for i in items]
+    # Three deliveries that never came back (the worker died each time).
+    for _ in range(3):
+        Item.objects.claim(ids, max_attempts=3)
+    # The fourth delivery gives up instead of running them again.
+    assert Item.objects.claim(ids, max_attempts=3) == []
+    job.refresh_from_db()
+    assert (job.status, job.failed_count, job.succeeded_count) == ("done", 3, 0)
+    for item in job.items.all():
+        assert item.status == "failed" and item.attempts == 3
+        assert item.error.startswith("gave up after 3 attempts") and "timed out" in item.error
+
+
+def test_an_owner_retry_starts_a_fresh_round_of_attempts(job):
+    from webapp.jobs.models import requeue_failed_items
+
+    ids = [i.pk for i in job.items.all()]
+    for _ in range(4):
+        Item.objects.claim(ids, max_attempts=3)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert requeue_failed_items(job) == 3
+    # attempts keeps counting (3 so far), and the limit counts from the retry.
+    claimed = Item.objects.claim(ids, max_attempts=3)
+    assert [i.attempts for i in claimed] == [4, 4, 4]
+    assert all(i.attempts_at_retry == 3 for i in claimed)
+
+
+def test_release_puts_running_items_back_and_cancels_those_of_cancelled_jobs(job):
+    from webapp.jobs.models import cancel_job
+
+    first, second, third = job.items.all()
+    Item.objects.claim([first.pk, second.pk])
+    assert Item.objects.release([first.pk, third.pk]) == 1
+    # Only the running item moved; the queued one was not touched.
+    assert dict(job.items.values_list("pk", "status")) == {first.pk: "queued", second.pk: "running", third.pk: "queued"}
+
+    cancel_job(job)
+    assert Item.objects.release([second.pk]) == 0
+    assert Item.objects.get(pk=second.pk).status == "cancelled"
+
+
+def test_give_up_fails_only_open_items_and_counts_once(job):
+    from webapp.jobs.models import give_up
+
+    first, second, third = job.items.all()
+    record_outcomes([success(first)])
+    pairs = [(i.pk, job.pk) for i in (first, second, third)]
+    assert give_up(pairs, "timed out") == 2
+    assert give_up(pairs, "timed out") == 0
+    job.refresh_from_db()
+    assert (job.succeeded_count, job.failed_count, job.status) == (1, 2, "done")

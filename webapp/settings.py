@@ -41,6 +41,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: oversize and over-limit uploads get a clear 4xx.
+    "webapp.jobs.limits.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -126,6 +128,28 @@ VQ_MAX_FILES_PER_JOB = env.int("VQ_MAX_FILES_PER_JOB", default=5000)
 VQ_MAX_PIXELS = env.int("VQ_MAX_PIXELS", default=64_000_000)
 # Django refuses a request with more files than this before our view runs.
 DATA_UPLOAD_MAX_NUMBER_FILES = VQ_MAX_FILES_PER_JOB + 10
+
+# --- Faults: archives, request size, retries and the reaper -----------------
+# A .zip upload (recognised by its bytes) is unpacked only within these bounds;
+# over either, the archive is rejected by name and nothing from it is used.
+VQ_MAX_ZIP_MEMBERS = env.int("VQ_MAX_ZIP_MEMBERS", default=VQ_MAX_FILES_PER_JOB)
+VQ_MAX_ZIP_BYTES = env.int("VQ_MAX_ZIP_BYTES", default=2 * 1024**3)
+# A request body over this is answered 413 before it is read. Room for one
+# full archive plus the multipart overhead.
+VQ_MAX_REQUEST_BYTES = env.int("VQ_MAX_REQUEST_BYTES", default=VQ_MAX_ZIP_BYTES + 64 * 1024**2)
+# New uploads first ping the broker this long; no answer is a 503, nothing created.
+VQ_BROKER_CHECK_TIMEOUT = env.float("VQ_BROKER_CHECK_TIMEOUT", default=1.0)
+# An item that gets no result this many times in a row (its worker died, its
+# batch hit the time limit, or its machine vanished) fails instead of looping.
+VQ_MAX_ATTEMPTS = env.int("VQ_MAX_ATTEMPTS", default=3)
+# Retries of a batch after a transient error (database locked or gone, broker
+# connection lost, CUDA out of memory), with exponential back-off.
+VQ_TASK_MAX_RETRIES = env.int("VQ_TASK_MAX_RETRIES", default=3)
+# Every worker runs the reaper this often (seconds; 0 = never): items left
+# running past the hard time limit plus VQ_REAPER_GRACE go back on the queue,
+# and queued items whose messages the broker lost are sent again.
+VQ_REAPER_INTERVAL = env.int("VQ_REAPER_INTERVAL", default=60)
+VQ_REAPER_GRACE = env.int("VQ_REAPER_GRACE", default=60)
 
 # --- Inference --------------------------------------------------------------
 VQ_DEFAULT_MODEL = env.str("VQ_DEFAULT_MODEL", default="efficientnet-lite0")

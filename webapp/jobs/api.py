@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from ml import available_models
 from webapp.jobs.models import Item, Job
 from webapp.jobs import services
-from webapp.jobs.services import JobRequestError, UploadLimitExceeded, create_job, delete_job
+from webapp.jobs.services import JobRequestError, QueueUnavailable, UploadLimitExceeded, create_job, delete_job
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -187,7 +187,8 @@ class JobViewSet(
         try:
             creation = create_job(request.user, uploads, model_name=model_name)
         except JobRequestError as error:
-            return Response({"detail": str(error), "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
+            headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, QueueUnavailable) else None
+            return Response({"detail": str(error), "rejected": []}, status=error.status_code, headers=headers)
         except UploadLimitExceeded as error:
             return Response(
                 {"detail": f"{error}; try again in {error.retry_after} s"},

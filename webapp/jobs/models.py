@@ -74,17 +74,24 @@ def _extension(filename: str) -> str:
 
 
 class ItemQuerySet(models.QuerySet):
-    def claim(self, item_ids: Iterable[int]) -> list[Item]:
+    def claim(self, item_ids: Iterable[int], max_attempts: int | None = None) -> list[Item]:
         """Mark these items running and return them; skip finished or cancelled ones.
 
         Items already `running` are claimed again: that is a batch delivered a
-        second time because the worker that had it died.
+        second time because the worker that had it died. With max_attempts,
+        an item that has already been claimed that many times since it was
+        created (or last retried by its owner) without a result is failed
+        instead: a picture that kills or stalls its worker every time must
+        not loop forever.
         """
         now = timezone.now()
         with transaction.atomic():
             claimable = self.filter(pk__in=list(item_ids), status__in=Item.OPEN_STATUSES).exclude(
                 job__status=Job.Status.CANCELLED
             )
+            if max_attempts:
+                exhausted = claimable.filter(attempts__gte=F("attempts_at_retry") + max_attempts)
+                give_up(exhausted.values_list("pk", "job_id"), gave_up_message(max_attempts))
             claimed_ids = list(claimable.values_list("pk", flat=True))
             self.filter(pk__in=claimed_ids).update(
                 status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
@@ -94,6 +101,34 @@ class ItemQuerySet(models.QuerySet):
                 status=Job.Status.RUNNING, started_at=now
             )
         return items
+
+    def release(self, item_ids: Iterable[int]) -> int:
+        """Put running items back to `queued` (their batch will be sent again); returns how many.
+
+        Items of a job cancelled meanwhile become `cancelled` instead.
+        """
+        with transaction.atomic():
+            running = self.filter(pk__in=list(item_ids), status=Item.Status.RUNNING)
+            running.filter(job__status=Job.Status.CANCELLED).update(
+                status=Item.Status.CANCELLED, finished_at=timezone.now()
+            )
+            return running.update(status=Item.Status.QUEUED)
+
+    def stale(self, started_before) -> ItemQuerySet:
+        """Items still `running` that started before this moment."""
+        return self.filter(status=Item.Status.RUNNING, started_at__lt=started_before)
+
+
+def gave_up_message(attempts: int) -> str:
+    return (
+        f"gave up after {attempts} attempts: each one timed out or its worker stopped "
+        "(the picture may be too slow or crash the decoder)"
+    )
+
+
+def give_up(item_and_job_ids: Iterable[tuple[int, uuid.UUID]], error: str) -> int:
+    """Fail these items (those still open) with one error; returns how many were failed."""
+    return record_outcomes([Outcome(item_id=item_id, job_id=job_id, error=error) for item_id, job_id in item_and_job_ids])
 
 
 @dataclass(frozen=True)
@@ -139,6 +174,8 @@ class Item(models.Model):
     top_label = models.CharField(max_length=128, blank=True, db_index=True)
     top_score = models.FloatField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # `attempts` when the owner last retried it: VQ_MAX_ATTEMPTS counts from here.
+    attempts_at_retry = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -226,14 +263,15 @@ def requeue_failed_items(job: Job) -> int:
 
     Only `done` jobs qualify: a running job's failures may still be counted,
     and a cancelled job was stopped on purpose. The caller enqueues them after
-    commit. Each item's attempt counter keeps counting across retries.
+    commit. Each item's attempt counter keeps counting across retries; the
+    give-up limit (claim's max_attempts) starts afresh.
     """
     with transaction.atomic():
         locked = Job.objects.select_for_update().filter(pk=job.pk, status=Job.Status.DONE).first()
         if locked is None:
             return 0
         retried = locked.items.filter(status=Item.Status.FAILED).update(
-            status=Item.Status.QUEUED, error="", started_at=None, finished_at=None
+            status=Item.Status.QUEUED, error="", started_at=None, finished_at=None, attempts_at_retry=F("attempts")
         )
         if retried:
             Job.objects.filter(pk=job.pk).update(

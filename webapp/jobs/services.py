@@ -14,9 +14,10 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from ml import available_models
-from tasks.dispatch import enqueue_job
+from tasks.dispatch import broker_is_reachable, enqueue_job_or_leave_queued
 from webapp.jobs.models import Item, Job, cancel_job, requeue_failed_items
 from webapp.jobs.retention import delete_job
+from webapp.jobs.uploads import expand_uploads
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
 
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 class JobRequestError(ValueError):
     """The request as a whole cannot become a job (no file, too many, bad model)."""
 
+    status_code = 400
+
+
+class QueueUnavailable(JobRequestError):
+    """The broker does not answer: a new job could not be handed to the workers."""
+
+    status_code = 503
+    retry_after_seconds = 30
+
 
 @dataclass
 class JobCreation:
@@ -35,17 +45,26 @@ class JobCreation:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    accepted: AcceptedUpload
+    name: str  # where default_storage keeps it
+    size: int
+
+
 def model_choices() -> tuple[str, ...]:
     return available_models()
 
 
 def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = None) -> JobCreation:
-    """Validate every file, then store the good ones as one job in one transaction.
+    """Validate every file (and every member of a .zip), then store the good ones as one job.
 
     Returns the job (None when no file was acceptable) and the rejected files
-    with their reasons. The batch tasks are sent only after the commit.
-    Raises UploadLimitExceeded when the owner is over their upload rate or
-    daily image quota.
+    with their reasons. Files are checked and stored one at a time; the Job
+    and its Items are created in one transaction, the batch tasks are sent
+    only after it commits, and on any failure the stored files are deleted,
+    so nothing is left half-created. Raises UploadLimitExceeded when the
+    owner is over their upload rate or daily image quota.
     """
     # None: the default model. An empty name is a mistake, and refused below.
     model_name = settings.VQ_DEFAULT_MODEL if model_name is None else model_name
@@ -57,56 +76,78 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
         raise JobRequestError(
             f"{len(uploads)} files were sent; the limit is {settings.VQ_MAX_FILES_PER_JOB} per job"
         )
+    if not broker_is_reachable():
+        # Refuse before storing anything: a job the workers cannot hear of would only wait.
+        raise QueueUnavailable(
+            "the job queue (Redis) is not answering; nothing was created, please try again in a minute"
+        )
 
     # Before reading any file: an owner already over a limit costs us nothing.
     check_upload_allowed(owner, images=1)
 
-    checked = [check_upload(upload) for upload in uploads]
-    accepted = [result for result in checked if isinstance(result, AcceptedUpload)]
-    rejected = [result for result in checked if isinstance(result, Rejection)]
-    if not accepted:
-        return JobCreation(job=None, rejected=rejected)
-
+    job_id = uuid.uuid4()
+    stored: list[StoredImage] = []
+    rejected: list[Rejection] = []
     try:
-        job = _store_job(owner, model_name, accepted)
+        for candidate in expand_uploads(uploads):
+            if isinstance(candidate, Rejection):
+                rejected.append(candidate)
+                continue
+            checked = check_upload(candidate.file, candidate.filename)
+            if isinstance(checked, Rejection):
+                rejected.append(checked)
+                continue
+            if len(stored) == settings.VQ_MAX_FILES_PER_JOB:
+                raise JobRequestError(
+                    f"the upload holds more than {settings.VQ_MAX_FILES_PER_JOB} images "
+                    f"(counting the members of archives); the limit is {settings.VQ_MAX_FILES_PER_JOB} per job; "
+                    "nothing was created"
+                )
+            name = default_storage.save(f"uploads/{job_id}/{uuid.uuid4().hex}{checked.extension}", candidate.file)
+            stored.append(StoredImage(checked, name, candidate.file.size))
+        if not stored:
+            return JobCreation(job=None, rejected=rejected)
+        job = _create_rows(job_id, owner, model_name, stored)
     except UploadTooLargeForQuota as error:
+        _delete_files(stored)
         raise JobRequestError(str(error)) from None
+    except BaseException:
+        # Nothing half-written: a job that did not commit leaves no files.
+        _delete_files(stored)
+        raise
     log.info("job %s created: owner=%s model=%s items=%d rejected=%d",
              job.pk, owner.pk, model_name, job.total, len(rejected))
     return JobCreation(job=job, rejected=rejected)
 
 
-def _store_job(owner, model_name: str, accepted: list[AcceptedUpload]) -> Job:
-    stored: list[str] = []
-    try:
-        with transaction.atomic():
-            # Counted in the job's transaction: no job, no charge; no charge, no job.
-            record_upload(owner, len(accepted))
-            job = Job.objects.create(owner=owner, model_name=model_name, total=len(accepted))
-            items = []
-            for upload in accepted:
-                name = default_storage.save(f"uploads/{job.pk}/{uuid.uuid4().hex}{upload.extension}", upload.upload)
-                stored.append(name)
-                items.append(
-                    Item(
-                        job=job,
-                        filename=upload.filename,
-                        file=name,
-                        sha256=upload.sha256,
-                        format=upload.info.format,
-                        width=upload.info.width,
-                        height=upload.info.height,
-                        size_bytes=upload.upload.size,
-                    )
+def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredImage]) -> Job:
+    with transaction.atomic():
+        # Counted in the job's transaction: no job, no charge; no charge, no job.
+        record_upload(owner, len(stored))
+        job = Job.objects.create(pk=job_id, owner=owner, model_name=model_name, total=len(stored))
+        Item.objects.bulk_create(
+            [
+                Item(
+                    job=job,
+                    filename=image.accepted.filename,
+                    file=image.name,
+                    sha256=image.accepted.sha256,
+                    format=image.accepted.info.format,
+                    width=image.accepted.info.width,
+                    height=image.accepted.info.height,
+                    size_bytes=image.size,
                 )
-            Item.objects.bulk_create(items, batch_size=500)
-            transaction.on_commit(partial(enqueue_job, job.pk))
-    except BaseException:
-        # Nothing half-written: a job that did not commit leaves no files.
-        for name in stored:
-            default_storage.delete(name)
-        raise
+                for image in stored
+            ],
+            batch_size=500,
+        )
+        transaction.on_commit(partial(enqueue_job_or_leave_queued, job.pk))
     return job
+
+
+def _delete_files(stored: list[StoredImage]) -> None:
+    for image in stored:
+        default_storage.delete(image.name)
 
 
 def cancel(job: Job) -> bool:
@@ -122,7 +163,7 @@ def retry_failed(job: Job) -> int:
     with transaction.atomic():
         retried = requeue_failed_items(job)
         if retried:
-            transaction.on_commit(partial(enqueue_job, job.pk))
+            transaction.on_commit(partial(enqueue_job_or_leave_queued, job.pk))
     log.info("job %s: %d failed items queued for retry", job.pk, retried)
     return retried
 

@@ -43,6 +43,11 @@ class AcceptedUpload:
         return _EXTENSIONS.get(self.info.format, "")
 
 
+def human_size(size: int) -> str:
+    """Like Django's filesizeformat, with a plain space (it reads the same in JSON)."""
+    return filesizeformat(size).replace("\xa0", " ")
+
+
 def display_name(raw_name: str | None) -> str:
     """The client's file name, fit to show: no folders, no control characters."""
     name = os.path.basename((raw_name or "").replace("\\", "/"))
@@ -50,15 +55,16 @@ def display_name(raw_name: str | None) -> str:
     return name[:255] or "(unnamed file)"
 
 
-def check_upload(upload: UploadedFile) -> AcceptedUpload | Rejection:
-    filename = display_name(upload.name)
+def check_upload(upload: UploadedFile, filename: str | None = None) -> AcceptedUpload | Rejection:
+    """Accept or reject one file; filename is how to name it to its owner (default: its upload name)."""
+    filename = filename or display_name(upload.name)
     if not upload.size:
         return Rejection(filename, "the file is empty (0 bytes)")
     if upload.size > settings.VQ_MAX_FILE_BYTES:
         return Rejection(
             filename,
-            f"the file is {filesizeformat(upload.size)}, over the limit of "
-            f"{filesizeformat(settings.VQ_MAX_FILE_BYTES)} per file",
+            f"the file is {human_size(upload.size)}, over the limit of "
+            f"{human_size(settings.VQ_MAX_FILE_BYTES)} per file",
         )
     try:
         upload.seek(0)

@@ -58,7 +58,11 @@ def upload(request):
     try:
         creation = create_job(request.user, request.FILES.getlist("images"), request.POST.get("model") or None)
     except JobRequestError as error:
-        return render(request, "jobs/upload.html", {**context, "error": str(error)}, status=400)
+        # 400 for the upload's own problems; 503 (with Retry-After) when the queue is down.
+        response = render(request, "jobs/upload.html", {**context, "error": str(error)}, status=error.status_code)
+        if retry_after := getattr(error, "retry_after_seconds", None):
+            response["Retry-After"] = str(retry_after)
+        return response
     except UploadLimitExceeded as error:
         minutes = -(-error.retry_after // 60)
         message = f"{str(error).capitalize()}. Try again in {minutes} minute{'s' if minutes != 1 else ''}."

@@ -1,0 +1,311 @@
+"""Uploads that are not one plain image: .zip archives, and requests over a limit.
+
+Every refusal names the file (or the request) and the limit, answers 4xx,
+and leaves no Job, no Item and no file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from tests.conftest import SAMPLES
+from tests.images import image_bytes, upload
+from webapp.jobs.models import Item, Job
+
+pytestmark = pytest.mark.django_db
+
+COFFEE = (SAMPLES / "coffee.png").read_bytes()
+ROCKET = (SAMPLES / "rocket.jpg").read_bytes()
+
+
+def zip_bytes(members: dict[str, bytes] | list[tuple[zipfile.ZipInfo | str, bytes]], method=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=method) as archive:
+        for name, data in members.items() if isinstance(members, dict) else members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def mark_encrypted(archive: bytes, member: str) -> bytes:
+    """Set the 'encrypted' flag of one member in the central directory (zipfile cannot write one)."""
+    data = bytearray(archive)
+    entry = data.find(b"PK\x01\x02")
+    while entry != -1:
+        name_length = int.from_bytes(data[entry + 28 : entry + 30], "little")
+        if data[entry + 46 : entry + 46 + name_length] == member.encode():
+            data[entry + 8] |= 0x1
+            return bytes(data)
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    raise AssertionError(f"{member} not in archive")
+
+
+def post_job(client, files, **data):
+    return client.post("/api/jobs/", {"images": files, **data}, format="multipart")
+
+
+def nothing_was_created(media_root) -> bool:
+    return Job.objects.count() == 0 and Item.objects.count() == 0 and not [p for p in media_root.rglob("*") if p.is_file()]
+
+
+def results_of(job_id) -> dict[str, Item]:
+    return {item.filename: item for item in Item.objects.filter(job_id=job_id)}
+
+
+# --- Archives -------------------------------------------------------------------
+
+
+def test_a_zip_of_folders_becomes_one_item_per_image_and_names_each_reject(alice, api_as, media_root):
+    archive = zip_bytes(
+        {
+            "holiday/": b"",
+            "holiday/beach/coffee.png": COFFEE,
+            "holiday/rocket.jpg": ROCKET,
+            "holiday/notes.txt": b"remember the sunscreen",
+            "__MACOSX/holiday/._rocket.jpg": b"\x00\x05\x16\x07 resource fork",
+            "holiday/.DS_Store": b"\x00\x00\x00\x01Bud1",
+        }
+    )
+    response = post_job(api_as(alice), [upload("holiday.zip", archive, "application/zip")])
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    # Two images, named by their place in the archive; the text file is rejected by name.
+    assert body["total"] == 2
+    assert set(results_of(body["id"])) == {"holiday.zip/holiday/beach/coffee.png", "holiday.zip/holiday/rocket.jpg"}
+    assert [r["filename"] for r in body["rejected"]] == ["holiday.zip/holiday/notes.txt"]
+    assert "not an image" in body["rejected"][0]["error"]
+    # Stored under names we chose, with the format the bytes say.
+    items = results_of(body["id"])
+    assert items["holiday.zip/holiday/beach/coffee.png"].format == "PNG"
+    assert items["holiday.zip/holiday/rocket.jpg"].file.name.endswith(".jpg")
+    assert items["holiday.zip/holiday/rocket.jpg"].size_bytes == len(ROCKET)
+    stored = [p for p in media_root.rglob("*") if p.is_file()]
+    assert len(stored) == 2 and all("holiday" not in str(p) for p in stored)
+
+
+def test_archives_and_images_are_told_apart_by_their_bytes_not_their_names(alice, api_as):
+    files = [
+        upload("looks-like-a-photo.jpg", zip_bytes({"inside.png": COFFEE}), "image/jpeg"),
+        upload("looks-like-an-archive.zip", COFFEE, "application/zip"),
+    ]
+    response = post_job(api_as(alice), files)
+
+    assert response.status_code == 201, response.content
+    items = results_of(response.json()["id"])
+    # The zip named .jpg was opened; the PNG named .zip is a PNG.
+    assert set(items) == {"looks-like-a-photo.jpg/inside.png", "looks-like-an-archive.zip"}
+    assert items["looks-like-an-archive.zip"].format == "PNG"
+    assert items["looks-like-an-archive.zip"].file.name.endswith(".png")
+
+
+@pytest.mark.parametrize("evil", ["../escape.png", "folder/../../escape.png", "/etc/escape.png", "C:/escape.png", "..\\escape.png"])
+def test_path_traversal_rejects_the_whole_archive(alice, api_as, media_root, evil):
+    archive = zip_bytes([("fine.png", COFFEE), (evil, COFFEE)])
+    response = post_job(api_as(alice), [upload("evil.zip", archive)])
+
+    assert response.status_code == 400
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "evil.zip"
+    assert "unsafe path" in entry["error"] and "nothing from this archive was used" in entry["error"]
+    assert nothing_was_created(media_root)
+
+
+def test_a_bad_archive_beside_good_files_is_rejected_alone(alice, api_as):
+    files = [upload("coffee.png", COFFEE), upload("evil.zip", zip_bytes([("../x.png", COFFEE)]))]
+    response = post_job(api_as(alice), files)
+    assert response.status_code == 201
+    assert response.json()["total"] == 1
+    assert [r["filename"] for r in response.json()["rejected"]] == ["evil.zip"]
+
+
+@override_settings(VQ_MAX_ZIP_MEMBERS=3)
+def test_too_many_members_rejects_the_archive_naming_the_limit(alice, api_as, media_root):
+    archive = zip_bytes({f"p{n}.png": COFFEE for n in range(4)})
+    response = post_job(api_as(alice), [upload("many.zip", archive)])
+
+    assert response.status_code == 400
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "many.zip"
+    assert "4 entries" in entry["error"] and "limit of 3" in entry["error"]
+    assert nothing_was_created(media_root)
+
+
+def test_member_count_is_read_from_the_end_record_before_the_directory(settings):
+    from webapp.jobs.uploads import _check_directory
+
+    settings.VQ_MAX_ZIP_MEMBERS = 10
+    archive = io.BytesIO(zip_bytes({f"{n}.txt": b"x" for n in range(11)}))
+    # Refused from the 22-byte end record, without building 11 ZipInfo objects.
+    assert "11 entries" in _check_directory(upload("a.zip", archive.getvalue()))
+
+
+@override_settings(VQ_MAX_ZIP_BYTES=1_000_000)
+def test_a_zip_bomb_is_rejected_from_its_declared_sizes(alice, api_as, media_root):
+    # 20 MB of zeros deflates to about 20 KB: small upload, huge unpacked size.
+    archive = zip_bytes({"small.png": image_bytes(), "zeros.bin": bytes(20_000_000)})
+    assert len(archive) < 100_000
+    response = post_job(api_as(alice), [upload("bomb.zip", archive)])
+
+    assert response.status_code == 400
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "bomb.zip"
+    assert "unpacks to 19.1 MB" in entry["error"] and "limit of 976.6" in entry["error"]
+    assert nothing_was_created(media_root)
+
+
+def test_members_are_rejected_by_name_for_what_they_are(alice, api_as, settings):
+    settings.VQ_MAX_FILE_BYTES = 200_000
+    link = zipfile.ZipInfo("link-to-passwd.png")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    big = image_bytes(size=(600, 600), fmt="BMP")  # 1 MB, over the 200 KB limit
+    members = [
+        ("ok/small.png", image_bytes()),
+        ("inner.zip", zip_bytes({"deeper.png": image_bytes()})),
+        ("inner.tar.gz", b"\x1f\x8b\x08\x00 gzip data"),
+        (link, b"/etc/passwd"),
+        ("secret.png", image_bytes()),
+        ("big.bmp", big),
+        ("empty.png", b""),
+        ("drawing.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+    ]
+    archive = mark_encrypted(zip_bytes(members), "secret.png")
+    response = post_job(api_as(alice), [upload("mixed.zip", archive)])
+
+    assert response.status_code == 201, response.content
+    assert response.json()["total"] == 1
+    errors = {r["filename"].removeprefix("mixed.zip/"): r["error"] for r in response.json()["rejected"]}
+    assert "zip archive inside an archive" in errors["inner.zip"]
+    assert "gzip archive inside an archive" in errors["inner.tar.gz"]
+    assert "symbolic link" in errors["link-to-passwd.png"]
+    assert "encrypted" in errors["secret.png"]
+    assert "over the limit of 195.3 KB per file" in errors["big.bmp"]
+    assert "empty" in errors["empty.png"]
+    assert "not an image" in errors["drawing.png"]
+
+
+def test_a_damaged_member_is_rejected_and_the_rest_of_the_archive_used(alice, api_as):
+    data = bytearray(zip_bytes({"good.png": COFFEE, "bad.png": COFFEE}, method=zipfile.ZIP_STORED))
+    # Flip a byte inside the second member's stored data: its CRC no longer matches.
+    second = data.rfind(COFFEE[:64])
+    data[second + 5000] ^= 0xFF
+    response = post_job(api_as(alice), [upload("photos.zip", bytes(data))])
+
+    assert response.status_code == 201
+    assert set(results_of(response.json()["id"])) == {"photos.zip/good.png"}
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "photos.zip/bad.png" and "damaged" in entry["error"] and "CRC" in entry["error"]
+
+
+def test_a_truncated_archive_is_rejected_by_name(alice, api_as, media_root):
+    archive = zip_bytes({"coffee.png": COFFEE})
+    response = post_job(api_as(alice), [upload("cut.zip", archive[: len(archive) // 2])])
+    assert response.status_code == 400
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "cut.zip" and "not a readable zip archive" in entry["error"]
+    assert nothing_was_created(media_root)
+
+
+@override_settings(VQ_MAX_FILES_PER_JOB=2)
+def test_archive_members_count_towards_the_images_per_job_limit(alice, api_as, media_root):
+    archive = zip_bytes({f"p{n}.png": COFFEE for n in range(3)})
+    response = post_job(api_as(alice), [upload("three.zip", archive)])
+
+    assert response.status_code == 400
+    assert "more than 2 images" in response.json()["detail"] and "limit is 2 per job" in response.json()["detail"]
+    # The two members stored before the limit was hit are gone again.
+    assert nothing_was_created(media_root)
+
+
+def test_long_member_paths_keep_the_file_name():
+    from webapp.jobs.uploads import member_display_name
+
+    name = member_display_name("a.zip", "x" * 300 + "/cat.jpg")
+    assert len(name) <= 255 and name.endswith("/cat.jpg") and name.startswith("a.zip/")
+    assert member_display_name("a.zip", "dir\\sub\\cat\x07.jpg") == "a.zip/dir/sub/cat.jpg"
+
+
+def test_the_upload_page_takes_a_zip_too(client, alice):
+    client.force_login(alice)
+    archive = zip_bytes({"cats/coffee.png": COFFEE, "cats/readme.txt": b"hi"})
+    response = client.post("/upload/", {"images": [upload("cats.zip", archive)]}, follow=True)
+    job = Job.objects.get(owner=alice)
+    assert response.redirect_chain[-1][0] == f"/jobs/{job.pk}/"
+    assert list(job.items.values_list("filename", flat=True)) == ["cats.zip/cats/coffee.png"]
+    assert "cats.zip/cats/readme.txt" in response.content.decode()
+
+
+# --- Limits Django enforces before our view, and the request size ---------------
+
+
+@override_settings(DATA_UPLOAD_MAX_NUMBER_FILES=2)
+def test_more_files_than_django_accepts_is_a_clear_400_from_the_api(alice, api_as, media_root):
+    files = [upload(f"{n}.png", COFFEE) for n in range(3)]
+    response = post_job(api_as(alice), files)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "more than 2 files" in response.json()["detail"]
+    assert nothing_was_created(media_root)
+
+
+@override_settings(DATA_UPLOAD_MAX_NUMBER_FILES=2)
+def test_more_files_than_django_accepts_is_a_clear_400_on_the_page(client, alice, media_root):
+    client.force_login(alice)
+    response = client.post("/upload/", {"images": [upload(f"{n}.png", COFFEE) for n in range(3)]})
+    assert response.status_code == 400
+    assert "more than 2 files" in response.content.decode()
+    assert nothing_was_created(media_root)
+
+
+@override_settings(VQ_MAX_REQUEST_BYTES=100_000)
+def test_an_oversize_request_is_413_before_it_is_read(alice, api_as, client, media_root):
+    def files():
+        return [upload("a.png", COFFEE), upload("b.png", COFFEE)]  # about 2 x 466 KB
+
+    response = post_job(api_as(alice), files())
+    assert response.status_code == 413
+    assert "over the limit of 97.7 KB per request" in response.json()["detail"]
+
+    client.force_login(alice)
+    page = client.post("/upload/", {"images": files()})
+    assert page.status_code == 413 and "97.7 KB per request" in page.content.decode()
+    assert nothing_was_created(media_root)
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+def test_oversize_form_fields_are_413(alice, api_as, media_root):
+    response = post_job(api_as(alice), [upload("a.png", COFFEE)], model="x" * 5000)
+    assert response.status_code == 413
+    assert "form fields besides the files exceed 1000" in response.json()["detail"]
+    assert nothing_was_created(media_root)
+
+
+def test_a_malformed_multipart_body_is_a_400_not_a_500(alice, api_as, client):
+    body = b"--XYZ\r\nContent-Disposition: form-data; name=\"images\"; filename=\"a.png\"\r\n\r\nunterminated"
+    api = api_as(alice)
+    response = api.generic("POST", "/api/jobs/", body, content_type="multipart/form-data; boundary=XYZ")
+    assert response.status_code == 400
+    client.force_login(alice)
+    page = client.generic("POST", "/upload/", body, content_type="multipart/form-data; boundary=")
+    assert page.status_code == 400 and "multipart" in page.content.decode()
+
+
+def test_anonymous_uploads_are_refused_before_any_parsing(media_root):
+    response = post_job(APIClient(), [upload("a.png", COFFEE)])
+    assert response.status_code == 401
+    assert nothing_was_created(media_root)
+
+
+def test_the_type_comes_from_the_bytes_never_the_name_or_content_type(alice, api_as):
+    files = [upload("photo.gif", ROCKET, "text/plain"), upload("photo.png", b"GIF89a not really", "image/png")]
+    response = post_job(api_as(alice), files)
+    assert response.status_code == 201
+    [item] = Item.objects.filter(job_id=response.json()["id"])
+    # A JPEG named .gif and sent as text is stored and recorded as the JPEG it is.
+    assert (item.filename, item.format) == ("photo.gif", "JPEG") and item.file.name.endswith(".jpg")
+    assert [r["filename"] for r in response.json()["rejected"]] == ["photo.png"]
