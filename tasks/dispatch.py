@@ -12,14 +12,12 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from tasks.celery_app import app
 from tasks.inference import classify_batch
+from tasks.routing import queue_for_model
 from webapp.jobs.models import Item, Job
 
 log = logging.getLogger(__name__)
 
-
-def queue_for_model(model_name: str) -> str:
-    """The queue of the pool that serves this model (VQ_MODEL_QUEUES), else the default."""
-    return settings.VQ_MODEL_QUEUES.get(model_name, settings.VQ_DEFAULT_QUEUE)
+__all__ = ["enqueue_job", "queue_for_model"]
 
 
 def enqueue_job(job_id) -> int:
