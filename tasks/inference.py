@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from ml import ImageError, crop_and_resize, load_rgb, make_thumbnail
-from ml.batching import BatchInfo
+from ml.batching import BatchInfo, Producer
 from ml.registry import ModelSpec
 from tasks.celery_app import app
 from tasks.policy import BatchTask
@@ -63,11 +63,16 @@ def _ms_since(started: float) -> float:
 def classify_batch(item_ids: list[int], model_name: str) -> None:
     """Decode, classify and store a batch. A bad image fails only itself."""
     started = time.perf_counter()
-    items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
-    if not items:
-        log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
-        return
-    outcomes, batches = classify_items(items, model_name)
+    batcher = runtime_for(model_name).batcher
+    # Announced before the claim, so crops of other tasks in this process
+    # wait (at most the batching delay) for ours to share a forward pass.
+    with batcher.producer(expected=len(item_ids)) as producer:
+        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
+        producer.withdraw(len(item_ids) - len(items))
+        if not items:
+            log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
+            return
+        outcomes, batches = classify_items(items, model_name, producer)
     written = record_outcomes(outcomes)
     succeeded = sum(outcome.succeeded for outcome in outcomes)
     log.info(
@@ -78,7 +83,9 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
     )  # fmt: skip
 
 
-def classify_items(items: list[Item], model_name: str) -> tuple[list[Outcome], list[BatchInfo]]:
+def classify_items(
+    items: list[Item], model_name: str, producer: Producer | None = None
+) -> tuple[list[Outcome], list[BatchInfo]]:
     """Every item's outcome, in order, and how its crops were batched.
 
     Decode threads read the images; each crop goes to this process's batcher
@@ -86,17 +93,19 @@ def classify_items(items: list[Item], model_name: str) -> tuple[list[Outcome], l
     and crops of other tasks running in this process share its forward passes.
     """
     runtime = runtime_for(model_name)
+    if producer is None:
+        with runtime.batcher.producer(expected=len(items)) as own:
+            return classify_items(items, model_name, own)
     spec = runtime.classifier.spec
     decoding = [decode_pool().submit(decode_item, item, spec) for item in items]
     predicted: dict[int, Future] = {}
-    with runtime.batcher.producer(expected=len(items)) as producer:
-        for done in as_completed(decoding):
-            entry = done.result()
-            if entry.pixels is None:
-                producer.withdraw(1)
-            else:
-                predicted[entry.item.pk] = producer.submit(entry.pixels)
-                entry.pixels = None  # the batcher holds the crop until its forward pass
+    for done in as_completed(decoding):
+        entry = done.result()
+        if entry.pixels is None:
+            producer.withdraw(1)
+        else:
+            predicted[entry.item.pk] = producer.submit(entry.pixels)
+            entry.pixels = None  # the batcher holds the crop until its forward pass
 
     outcomes, batches = [], []
     for entry in (future.result() for future in decoding):
