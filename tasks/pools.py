@@ -101,6 +101,11 @@ def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
     return [line.strip() for line in listing.stdout.splitlines() if line.strip().isdigit()]
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity, which containers narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_pool_size(requested: int, cores: int) -> int:
     """Prefork children for the CPU pool: as asked, or one per core when 0."""
     return requested if requested > 0 else max(1, cores)

@@ -27,6 +27,7 @@ from django.conf import settings
 from ml import Classifier
 from ml.batching import MicroBatcher
 from ml.device import choose_device, device_class
+from tasks.pools import cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,6 @@ def _load(model_name: str) -> ModelRuntime:
         profile.autocast_dtype or "off",
     )  # fmt: skip
     return ModelRuntime(classifier, batcher)
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def torch_threads_per_process(concurrency: int) -> int:

@@ -5,8 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from ml import available_models
-from tasks.pools import cpu_pool_size, visible_gpus
-from tasks.worker import cpu_cores
+from tasks.pools import cpu_cores, cpu_pool_size, visible_gpus
 from webapp.stack import Stack
 
 
