@@ -72,13 +72,17 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
         if not items:
             log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
             return
+        claimed = time.perf_counter()
         outcomes, batches = classify_items(items, model_name, producer)
+    classified = time.perf_counter()
     written = record_outcomes(outcomes)
     succeeded = sum(outcome.succeeded for outcome in outcomes)
     log.info(
-        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms total=%.0fms",
+        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms "
+        "claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms",
         model_name, len(items), succeeded, len(items) - succeeded, written,
         _describe_forwards(batches), max((b.held_ms for b in batches), default=0.0),
+        (claimed - started) * 1000, (classified - claimed) * 1000, (time.perf_counter() - classified) * 1000,
         (time.perf_counter() - started) * 1000,
     )  # fmt: skip
 

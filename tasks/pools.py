@@ -71,6 +71,8 @@ def gpu_workers(
             # The model runs on the GPU: one CPU thread for torch's host-side
             # work, so GPU workers never crowd the CPU pool's cores.
             "VQ_TORCH_THREADS": "1",
+            # Each GPU worker decodes with its share of the cores.
+            "VQ_GPU_WORKERS": str(len(gpu_ids)),
         }
         name = f"gpu{gpu}"
         launches.append(WorkerLaunch(name, GPU_POOL, _celery_worker(name, queue, "threads", threads, loglevel), env))

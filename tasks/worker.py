@@ -88,10 +88,17 @@ def decode_pool() -> ThreadPoolExecutor:
     if _decode_pool is None:
         with _loading:
             if _decode_pool is None:
-                _decode_pool = ThreadPoolExecutor(
-                    max_workers=max(1, settings.VQ_DECODE_THREADS), thread_name_prefix="decode"
-                )
+                _decode_pool = ThreadPoolExecutor(max_workers=decode_threads(), thread_name_prefix="decode")
     return _decode_pool
+
+
+def decode_threads() -> int:
+    if settings.VQ_DECODE_THREADS > 0:
+        return settings.VQ_DECODE_THREADS
+    gpu_workers = int(os.environ.get("VQ_GPU_WORKERS") or 0)
+    if gpu_workers:
+        return max(2, cpu_cores() // gpu_workers)
+    return 2
 
 
 def _load(model_name: str) -> ModelRuntime:

@@ -190,7 +190,9 @@ VQ_GPU_AUTOCAST = env.str("VQ_GPU_AUTOCAST", default="float16")
 # more crops are on their way (dynamic batching across tasks and jobs).
 VQ_BATCH_DELAY_MS = env.float("VQ_BATCH_DELAY_MS", default=5.0)
 # Threads per worker process that decode images while the model runs.
-VQ_DECODE_THREADS = env.int("VQ_DECODE_THREADS", default=2)
+# 0 = 2 in a CPU pool child (the cores belong to the model), and the GPU
+# worker's share of the cores in a GPU worker (decoding feeds the GPU).
+VQ_DECODE_THREADS = env.int("VQ_DECODE_THREADS", default=0)
 # Tasks in flight per GPU worker process (threads pool): their crops meet in
 # one batcher, so this bounds how many jobs can share a forward pass.
 VQ_GPU_WORKER_THREADS = env.int("VQ_GPU_WORKER_THREADS", default=16)
