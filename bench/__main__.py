@@ -144,6 +144,7 @@ def run(args: argparse.Namespace, images_dir: Path, paths: list[Path]) -> int:
     forwards = forward.measure(model, str(device), gpu_precision=settings.VQ_GPU_AUTOCAST, log=log)
     best = forwards[0]
     report["F"] = {**best.as_dict(), "batch1_ms": forward.batch1_forward_ms(forwards)}
+    report["suggested"] = forward.suggest(forwards, cpu_processes, cores)
     report["F_all"] = [r.as_dict() for r in forwards]
 
     system_paths = cycle(paths, args.system_images)
@@ -250,6 +251,8 @@ def print_table(report: dict) -> None:
     print(f"{'-' * width}  {'-' * value_width}  -----")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:<{value_width}}  {note}")
+    if report.get("suggested"):
+        print(f"\nsettings this run's F table suggests: {report['suggested']}")
     machine = report["machine"]
     print(
         f"\nmachine: {machine['cpu']}, {machine['cores']} cores, device {machine['device']}; "

@@ -142,3 +142,15 @@ def batch1_forward_ms(results: list[ForwardResult]) -> float:
     """The model's batch-1 forward time: one process, all its threads, best layout."""
     single = [r for r in results if r.batch == 1 and r.processes == 1]
     return min(r.ms_per_batch for r in single)
+
+
+def suggest(results: list[ForwardResult], cpu_processes: int, cores: int) -> dict:
+    """The batch size and layout F found best for the arrangement the pool runs."""
+    mixed = [r for r in results if r.precision != "fp32"]
+    if mixed:  # a GPU run: the system uses mixed precision there
+        best = max(mixed, key=lambda r: r.images_per_s)
+        return {"VQ_GPU_FORWARD_BATCH": best.batch, "VQ_GPU_CHANNELS_LAST": best.layout == "channels_last"}
+    threads = max(1, cores // max(1, cpu_processes))
+    mine = [r for r in results if r.processes == max(1, cpu_processes) and r.threads == threads] or results
+    best = max(mine, key=lambda r: r.images_per_s)
+    return {"VQ_CPU_FORWARD_BATCH": best.batch, "VQ_CPU_CHANNELS_LAST": best.layout == "channels_last"}

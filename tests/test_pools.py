@@ -7,7 +7,10 @@ CUDA_VISIBLE_DEVICES, consuming infer.gpu), only the model runs on the CPU.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import requests
 
 from ml import Classifier, load_pixels
 from tasks.pools import cpu_pool_size, cpu_worker, gpu_workers, visible_gpus
-from tests.conftest import database_url, token_for
+from tests.conftest import REPO, database_url, token_for
 
 # --- the launcher's command lines (no processes) ---------------------------
 
@@ -49,6 +52,19 @@ def test_visible_gpus_come_from_cuda_visible_devices_without_touching_cuda():
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == ["0", "1"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_the_launchers_never_import_torch_so_cuda_is_first_touched_in_each_worker():
+    # A fresh interpreter: this one has torch loaded already.
+    probe = (
+        "import django, sys; django.setup(); "
+        "import webapp.jobs.management.commands.gpu_workers, webapp.jobs.management.commands.up, webapp.urls; "
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
 
 
 # --- both pools running, on real processes --------------------------------
