@@ -182,6 +182,17 @@ def run(args: argparse.Namespace, images_dir: Path, paths: list[Path]) -> int:
         report["peak_rss_mb"] = bench.peak_rss()
     report["machine"]["load_after"] = [round(v, 2) for v in os.getloadavg()]
 
+    # Other processes on a shared machine come and go: measure F's best
+    # arrangement again after the system ran, and take the higher of the two,
+    # so S/F is never flattered by a slow moment during F.
+    again = forward.measure(
+        model, str(device), seconds=3.0, batches=(best.batch,), gpu_precision=settings.VQ_GPU_AUTOCAST,
+        only=(best.processes, best.threads, best.layout, best.precision), log=log,
+    )
+    report["F"]["images_per_s_after"] = again[0].images_per_s if again else None
+    report["F"]["images_per_s_before"] = best.images_per_s
+    report["F"]["images_per_s"] = max(best.images_per_s, report["F"]["images_per_s_after"] or 0)
+
     s, r, f = report["S"]["images_per_s"], report["R"]["images_per_s"], report["F"]["images_per_s"]
     report["ratios"] = {
         "S/R": round(s / r, 2),
@@ -223,10 +234,12 @@ def print_table(report: dict) -> None:
     worker_peak = max((v["max_process_mb"] for k, v in peak.items() if k != "web"), default=0)
     rows = [
         ("F forward limit", f"{f['images_per_s']} img/s",
-         f"batch {f['batch']}, {f['layout']}, {f['processes']} proc x {f['threads']} thr, {f['precision']}"),
+         f"batch {f['batch']}, {f['layout']}, {f['processes']} proc x {f['threads']} thr, {f['precision']}; "
+         f"best of {f['images_per_s_before']} before and {f['images_per_s_after']} after the system ran"),
         ("R reference loop", f"{r['images_per_s']} img/s", f"{r['images']} files, batches of 8, plain code"),
         ("S system via API", f"{s['images_per_s']} img/s",
-         f"{s['images']} files in {s['requests']} uploads, first request to last stored result"),
+         f"{s['images']} files in {s['requests']} uploads, first request to last stored result; "
+         f"CPU s used {s['cpu_s']} of {s['cpu_available_s']}"),
         ("S/R", f"{report['ratios']['S/R']}", "target >= 1.3"),
         ("S/F", f"{report['ratios']['S/F']}", "target >= 0.6"),
         ("single image p50", f"{lat['p50_ms']} ms", f"target <= {batch1:.0f} + 60 ms (batch-1 forward + 60)"),

@@ -88,6 +88,7 @@ def measure(
     seconds: float = 1.5,
     batches: tuple[int, ...] | None = None,
     gpu_precision: str = "float16",
+    only: tuple[int, int, str, str] | None = None,
     log=print,
 ) -> list[ForwardResult]:
     """Every arrangement's throughput, fastest first.
@@ -106,6 +107,8 @@ def measure(
         precisions = ("fp32",)
         # One process with every core, and one single-threaded process per core.
         arrangements = list(dict.fromkeys([(1, cores), (cores, 1)]))
+    if only is not None:  # one arrangement, layout and precision
+        arrangements, layouts, precisions = [only[:2]], (only[2],), (only[3],)
     configs = [(b, layout, p) for p in precisions for layout in layouts for b in batches]
     context = multiprocessing.get_context("spawn")
     found: list[ForwardResult] = []

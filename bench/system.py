@@ -7,6 +7,7 @@ machine's, so "first request to last stored result" is one timeline.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import threading
@@ -20,7 +21,7 @@ from django.db.models import Max, Min
 from PIL import Image
 
 from bench.client import Client
-from bench.procs import RssSampler, memory_mb, tree
+from bench.procs import RssSampler, cpu_seconds, memory_mb, tree
 from webapp.jobs.models import Item, Job
 from webapp.stack import Stack
 
@@ -54,7 +55,9 @@ class SystemBench:
             self.stack.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"jobs not finished after {timeout:.0f} s")
-            time.sleep(0.01)
+            # Times come from the database's timestamps, not from this loop:
+            # poll gently, the CPU belongs to the system under test.
+            time.sleep(0.05)
 
     def last_finished(self, job_ids: list[str]) -> float:
         return Item.objects.filter(job_id__in=job_ids).aggregate(last=Max("finished_at"))["last"].timestamp()
@@ -106,15 +109,32 @@ class SystemBench:
         self.log(f"  latency  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  (to claim: p50 {result['queue_p50_ms']} ms)")
         return result
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds used so far by the web server's and the workers' process trees."""
+        roles: dict[str, list[int]] = {}
+        for child in self.stack.children:
+            role = "web" if child.name == "web" else "workers" if child.pool else None
+            if role:
+                roles.setdefault(role, []).extend(tree(child.process.pid))
+        used = {role: cpu_seconds(pids) for role, pids in roles.items()}
+        # The benchmark's own clients and polling run on the same cores.
+        used["bench"] = cpu_seconds([os.getpid()])
+        return used
+
     def throughput(self, paths: list[Path], upload_chunk: int) -> dict:
         """S: the files through the API, first request to last stored result."""
+        cpu_before = self.cpu_by_role()
         started = time.time()
         job_ids = [self.post(paths[i : i + upload_chunk]) for i in range(0, len(paths), upload_chunk)]
         uploaded = time.time()
         self.wait_done(job_ids)
         elapsed = self.last_finished(job_ids) - started
+        cpu_after = self.cpu_by_role()
         result = {
             "images": len(paths),
+            # Where the machine's CPU went during the run (the rest: idle, or other processes).
+            "cpu_s": {role: round(cpu_after[role] - cpu_before.get(role, 0), 1) for role in cpu_after},
+            "cpu_available_s": round(elapsed * len(os.sched_getaffinity(0)), 1),
             "upload_chunk": upload_chunk,
             "requests": len(job_ids),
             "upload_s": round(uploaded - started, 2),
@@ -123,7 +143,10 @@ class SystemBench:
             "failed": self.failed(job_ids),
             "job_ids": job_ids,
         }
-        self.log(f"  S        {result['images_per_s']} img/s  ({len(paths)} images, {len(job_ids)} uploads, {elapsed:.1f} s)")
+        self.log(
+            f"  S        {result['images_per_s']} img/s  ({len(paths)} images, {len(job_ids)} uploads, {elapsed:.1f} s; "
+            f"CPU s used: {result['cpu_s']} of {result['cpu_available_s']})"
+        )
         return result
 
     def concurrent_clients(self, paths: list[Path], clients: int, token: str) -> dict:
@@ -144,6 +167,7 @@ class SystemBench:
                 errors.append(str(error))
 
         threads = [threading.Thread(target=user, args=(paths[i::clients],)) for i in range(clients)]
+        cpu_before = self.cpu_by_role()
         started = time.time()
         for thread in threads:
             thread.start()
@@ -154,8 +178,11 @@ class SystemBench:
         self.wait_done(job_ids)
         elapsed = self.last_finished(job_ids) - started
         sizes, held = self.forwards_since(offsets)
+        cpu_after = self.cpu_by_role()
         result = {
             "clients": clients,
+            "cpu_s": {role: round(cpu_after[role] - cpu_before.get(role, 0), 1) for role in cpu_after},
+            "cpu_available_s": round(elapsed * len(os.sched_getaffinity(0)), 1),
             "images": len(job_ids),
             "seconds": round(elapsed, 2),
             "images_per_s": round(len(job_ids) / elapsed, 1),
@@ -165,7 +192,7 @@ class SystemBench:
         }
         self.log(
             f"  {clients} clients  {result['images_per_s']} img/s  forwards (size: crops) {result['forward_sizes']}  "
-            f"longest hold {held:.1f} ms"
+            f"longest hold {held:.1f} ms; CPU s used: {result['cpu_s']} of {result['cpu_available_s']}"
         )
         return result
 
