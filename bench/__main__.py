@@ -77,6 +77,10 @@ def main(argv: list[str]) -> int:
     os.environ["MEDIA_ROOT"] = str(BENCH_DIR / "media")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     os.environ.setdefault("LOG_LEVEL", "INFO")
+    # The bench is one user sending thousands of jobs and images: lift the
+    # per-user upload limits (0 = none) for this run's own stack only.
+    os.environ["VQ_UPLOADS_PER_HOUR"] = "0"
+    os.environ["VQ_IMAGES_PER_DAY"] = "0"
 
     from tasks.embedded_redis import EmbeddedRedis
 
@@ -98,15 +102,14 @@ def run(args: argparse.Namespace, images_dir: Path, paths: list[Path]) -> int:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
     from bench import forward, reference
     from bench.client import Client
     from bench.system import SystemBench, cycle
     from ml import available_models
     from ml.device import choose_device
-    from tasks.pools import cpu_pool_size, visible_gpus
-    from tasks.worker import cpu_cores
+    from tasks.pools import cpu_cores, cpu_pool_size, visible_gpus
+    from webapp.security.models import ApiToken
     from webapp.stack import Stack, free_port
 
     model = args.model or settings.VQ_DEFAULT_MODEL
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace, images_dir: Path, paths: list[Path]) -> int:
     log("\nS: the system through its API")
     call_command("migrate", interactive=False, verbosity=0)
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    token = Token.objects.get_or_create(user=user)[0].key
+    token = ApiToken.objects.issue(user, "bench")[1]
     env = {}
     if gpu_ids and "VQ_MODEL_QUEUES" not in os.environ:
         env["VQ_MODEL_QUEUES"] = ",".join(f"{name}={settings.VQ_GPU_QUEUE}" for name in available_models())
