@@ -44,6 +44,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def machine_idle_seconds() -> float:
+    """Idle (and iowait) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mb(pid: int, field_name: str = "VmRSS") -> float | None:
     """VmRSS (now) or VmHWM (peak) in MB, None when the process is gone."""
     try:

@@ -21,7 +21,7 @@ from django.db.models import Max, Min
 from PIL import Image
 
 from bench.client import Client
-from bench.procs import RssSampler, cpu_seconds, memory_mb, tree
+from bench.procs import RssSampler, cpu_seconds, machine_idle_seconds, memory_mb, tree
 from webapp.jobs.models import Item, Job
 from webapp.stack import Stack
 
@@ -119,6 +119,8 @@ class SystemBench:
         used = {role: cpu_seconds(pids) for role, pids in roles.items()}
         # The benchmark's own clients and polling run on the same cores.
         used["bench"] = cpu_seconds([os.getpid()])
+        # Left idle: what nobody used. The rest went to other processes.
+        used["idle"] = machine_idle_seconds()
         return used
 
     def throughput(self, paths: list[Path], upload_chunk: int) -> dict:
