@@ -7,14 +7,15 @@ INSTALLED := $(VENV)/.installed
 
 IMAGES ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv browser demo up test test-fast migrate superuser clean
+.PHONY: help venv browser demo up test test-fast bench gpu-workers migrate superuser clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,12 @@ test: $(INSTALLED) browser ## Run every test (unit, integration with real Redis 
 
 test-fast: $(INSTALLED) ## Unit tests only (no worker processes)
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+bench: $(INSTALLED) ## Measure F (model alone), R (plain loop) and S (the system) over the photos (or IMAGES=dir)
+	$(PY) -m bench $(if $(IMAGES),--images "$(IMAGES)") $(BENCH_ARGS)
+
+gpu-workers: $(INSTALLED) ## Start the GPU pool alone: one worker per visible GPU (needs REDIS_URL, DATABASE_URL)
+	$(PY) manage.py gpu_workers
 
 migrate: $(INSTALLED) ## Create or update the database
 	$(PY) manage.py migrate

@@ -16,9 +16,20 @@ from ml.imaging import (
     load_rgb,
     make_thumbnail,
 )
-from ml.predict import Classifier, Prediction
 from ml.preprocess import crop_and_resize, load_pixels
 from ml.registry import DEFAULT_MODEL, MODELS, ModelSpec, ModelUnavailable, UnknownModel, available_models, get_spec
+
+
+def __getattr__(name: str):
+    # The model side (torch, ~200 MB resident) loads on first use only, so
+    # processes that merely check uploads or route jobs (the web server)
+    # never import torch.
+    if name in ("Classifier", "Prediction"):
+        from ml import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'ml' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -11,15 +11,15 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 
 from tasks.celery_app import app
-from tasks.inference import classify_batch
+from tasks.routing import queue_for_model
 from webapp.jobs.models import Item, Job
 
 log = logging.getLogger(__name__)
 
+__all__ = ["enqueue_job", "queue_for_model"]
 
-def queue_for_model(model_name: str) -> str:
-    """The queue of the pool that serves this model (VQ_MODEL_QUEUES), else the default."""
-    return settings.VQ_MODEL_QUEUES.get(model_name, settings.VQ_DEFAULT_QUEUE)
+# The task in tasks.inference; its name is its contract with the workers.
+CLASSIFY_BATCH = "vq.classify_batch"
 
 
 def enqueue_job(job_id) -> int:
@@ -36,10 +36,11 @@ def enqueue_job(job_id) -> int:
     queue = queue_for_model(job.model_name)
     size = settings.VQ_BATCH_SIZE
     batches = [item_ids[start : start + size] for start in range(0, len(item_ids), size)]
-    # One connection for the whole job instead of one per message.
+    # One connection for the whole job instead of one per message. Sent by
+    # name: the web process never imports the task module (nor torch).
     with app.producer_or_acquire() as producer:
         for batch in batches:
-            classify_batch.apply_async(args=[batch, job.model_name], queue=queue, producer=producer)
+            app.send_task(CLASSIFY_BATCH, args=[batch, job.model_name], queue=queue, producer=producer)
     log.info(
         "job %s enqueued: items=%d batches=%d queue=%s in %.1f ms",
         job_id, len(item_ids), len(batches), queue, (time.perf_counter() - started) * 1000,

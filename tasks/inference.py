@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,16 +13,14 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from ml import ImageError, crop_and_resize, load_rgb, make_thumbnail
+from ml.batching import BatchInfo, Producer
 from ml.registry import ModelSpec
 from tasks.celery_app import app
 from tasks.policy import BatchTask
-from tasks.worker import classifier_for
+from tasks.worker import decode_pool, runtime_for
 from webapp.jobs.models import Item, Outcome, record_outcomes
 
 log = logging.getLogger(__name__)
-
-# Pillow releases the GIL while decoding, so a few threads decode in parallel.
-_decoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
 
 
 @dataclass
@@ -65,34 +63,80 @@ def _ms_since(started: float) -> float:
 def classify_batch(item_ids: list[int], model_name: str) -> None:
     """Decode, classify and store a batch. A bad image fails only itself."""
     started = time.perf_counter()
-    items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
-    if not items:
-        log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
-        return
-    classifier = classifier_for(model_name)
-    decoded = list(_decoders.map(lambda item: decode_item(item, classifier.spec), items))
-    readable = [entry for entry in decoded if entry.pixels is not None]
-
-    forward_started = time.perf_counter()
-    predictions = classifier.predict([entry.pixels for entry in readable]) if readable else []
-    inference_ms = _ms_since(forward_started)
-
-    by_item = {entry.item.pk: preds for entry, preds in zip(readable, predictions)}
-    outcomes = [
-        Outcome(
-            item_id=entry.item.pk,
-            job_id=entry.item.job_id,
-            predictions=[p.as_dict() for p in by_item[entry.item.pk]] if entry.pixels is not None else None,
-            error=entry.error,
-            thumbnail=entry.thumbnail,
-            decode_ms=entry.decode_ms,
-            inference_ms=inference_ms if entry.pixels is not None else None,
-        )
-        for entry in decoded
-    ]
+    batcher = runtime_for(model_name).batcher
+    # Announced before the claim, so crops of other tasks in this process
+    # wait (at most the batching delay) for ours to share a forward pass.
+    with batcher.producer(expected=len(item_ids)) as producer:
+        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
+        producer.withdraw(len(item_ids) - len(items))
+        if not items:
+            log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
+            return
+        claimed = time.perf_counter()
+        outcomes, batches = classify_items(items, model_name, producer)
+    classified = time.perf_counter()
     written = record_outcomes(outcomes)
+    succeeded = sum(outcome.succeeded for outcome in outcomes)
     log.info(
-        "batch done: model=%s items=%d ok=%d failed=%d written=%d forward=%.0fms total=%.0fms",
-        model_name, len(items), len(readable), len(items) - len(readable), written,
-        inference_ms, (time.perf_counter() - started) * 1000,
+        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms "
+        "claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms",
+        model_name, len(items), succeeded, len(items) - succeeded, written,
+        _describe_forwards(batches), max((b.held_ms for b in batches), default=0.0),
+        (claimed - started) * 1000, (classified - claimed) * 1000, (time.perf_counter() - classified) * 1000,
+        (time.perf_counter() - started) * 1000,
     )  # fmt: skip
+
+
+def classify_items(
+    items: list[Item], model_name: str, producer: Producer | None = None
+) -> tuple[list[Outcome], list[BatchInfo]]:
+    """Every item's outcome, in order, and how its crops were batched.
+
+    Decode threads read the images; each crop goes to this process's batcher
+    the moment it is ready, so the model runs while the rest still decode,
+    and crops of other tasks running in this process share its forward passes.
+    """
+    runtime = runtime_for(model_name)
+    if producer is None:
+        with runtime.batcher.producer(expected=len(items)) as own:
+            return classify_items(items, model_name, own)
+    spec = runtime.classifier.spec
+    decoding = [decode_pool().submit(decode_item, item, spec) for item in items]
+    predicted: dict[int, Future] = {}
+    for done in as_completed(decoding):
+        entry = done.result()
+        if entry.pixels is None:
+            producer.withdraw(1)
+        else:
+            predicted[entry.item.pk] = producer.submit(entry.pixels)
+            entry.pixels = None  # the batcher holds the crop until its forward pass
+
+    outcomes, batches = [], []
+    for entry in (future.result() for future in decoding):
+        if entry.item.pk not in predicted:
+            outcomes.append(_outcome(entry))
+            continue
+        predictions, batch = predicted[entry.item.pk].result()
+        batches.append(batch)
+        outcomes.append(_outcome(entry, [p.as_dict() for p in predictions], batch.forward_ms))
+    return outcomes, batches
+
+
+def _outcome(entry: Decoded, predictions: list[dict] | None = None, inference_ms: float | None = None) -> Outcome:
+    return Outcome(
+        item_id=entry.item.pk,
+        job_id=entry.item.job_id,
+        predictions=predictions,
+        error=entry.error,
+        thumbnail=entry.thumbnail,
+        decode_ms=entry.decode_ms,
+        inference_ms=inference_ms,
+    )
+
+
+def _describe_forwards(batches: list[BatchInfo]) -> str:
+    """'1x3+2x1': forward passes this batch's crops went through, by size (counted per crop)."""
+    sizes: dict[int, int] = {}
+    for batch in batches:
+        sizes[batch.size] = sizes.get(batch.size, 0) + 1
+    return "+".join(f"{size}x{count}" for size, count in sorted(sizes.items())) or "none"

@@ -162,13 +162,42 @@ VQ_TASK_SOFT_TIME_LIMIT = env.int("VQ_TASK_SOFT_TIME_LIMIT", default=240)
 VQ_TASK_HARD_TIME_LIMIT = env.int("VQ_TASK_HARD_TIME_LIMIT", default=300)
 VQ_THUMBNAIL_SIZE = env.int("VQ_THUMBNAIL_SIZE", default=256)
 # Worker side: models loaded (and warmed up) at process start; others load on
-# first use. "auto" picks CUDA when present, else CPU.
-VQ_WORKER_MODELS = env.list("VQ_WORKER_MODELS", default=[VQ_DEFAULT_MODEL])
+# first use. Unset: every installed model routed to the queues the worker
+# consumes. VQ_DEVICE "auto" picks CUDA when present, else CPU.
+VQ_WORKER_MODELS = env.list("VQ_WORKER_MODELS", default=[])
 VQ_DEVICE = env.str("VQ_DEVICE", default="auto")
 # 0 = cores / worker processes, so processes x threads never oversubscribes.
 VQ_TORCH_THREADS = env.int("VQ_TORCH_THREADS", default=0)
 # Processes in the CPU pool started by `make up` (each loads its own model).
-VQ_WORKER_CONCURRENCY = env.int("VQ_WORKER_CONCURRENCY", default=1)
+# 0 = one per core: on CPUs, processes with one torch thread each beat one
+# process with many threads (README "Performance").
+VQ_WORKER_CONCURRENCY = env.int("VQ_WORKER_CONCURRENCY", default=0)
+
+# --- Throughput: pools, batching and layout per device class -----------------
+# Defaults come from `make bench` on the reference machines (README
+# "Performance"); change them from measurement, not by guess.
+VQ_CPU_QUEUE = VQ_DEFAULT_QUEUE
+VQ_GPU_QUEUE = env.str("VQ_GPU_QUEUE", default="infer.gpu")
+# Crops per forward pass. On a small CPU one crop at a time per process is as
+# fast per image as any batch (activations stay in cache); a GPU needs many.
+VQ_CPU_FORWARD_BATCH = env.int("VQ_CPU_FORWARD_BATCH", default=1)
+VQ_GPU_FORWARD_BATCH = env.int("VQ_GPU_FORWARD_BATCH", default=64)
+VQ_CPU_CHANNELS_LAST = env.bool("VQ_CPU_CHANNELS_LAST", default=True)
+VQ_GPU_CHANNELS_LAST = env.bool("VQ_GPU_CHANNELS_LAST", default=True)
+# Mixed precision on the GPU: float16, bfloat16 or off (fp32).
+VQ_GPU_AUTOCAST = env.str("VQ_GPU_AUTOCAST", default="float16")
+# The longest a crop waits for company before its forward pass starts, when
+# more crops are on their way (dynamic batching across tasks and jobs).
+VQ_BATCH_DELAY_MS = env.float("VQ_BATCH_DELAY_MS", default=5.0)
+# Threads per worker process that decode images while the model runs.
+# 0 = 2 in a CPU pool child (the cores belong to the model), and the GPU
+# worker's share of the cores in a GPU worker (decoding feeds the GPU).
+VQ_DECODE_THREADS = env.int("VQ_DECODE_THREADS", default=0)
+# Tasks in flight per GPU worker process (threads pool): their crops meet in
+# one batcher, so this bounds how many jobs can share a forward pass.
+VQ_GPU_WORKER_THREADS = env.int("VQ_GPU_WORKER_THREADS", default=16)
+# GPU pool in `make up`: auto = one worker per visible GPU when there is one.
+VQ_GPU_POOL = env.str("VQ_GPU_POOL", default="auto")
 
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks import pools
 from tasks.embedded_redis import EmbeddedRedis, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,16 +31,22 @@ class Child:
     name: str
     process: subprocess.Popen
     log_path: Path | None = None
+    pool: str | None = None  # "cpu" or "gpu" for Celery workers
 
 
 @dataclass
 class Stack:
     web_port: int | None = 8000
     flower_port: int | None = None
+    # The CPU pool: prefork children (0: no CPU pool) consuming `queues`.
     worker_concurrency: int = 1
     queues: str = "infer.cpu"
     # Celery beat, for the periodic purge (celeryconfig.beat_schedule): make up only.
     beat: bool = False
+    # The GPU pool: one worker per id, pinned with CUDA_VISIBLE_DEVICES.
+    gpu_ids: list[str] = field(default_factory=list)
+    gpu_threads: int = 16
+    gpu_queue: str = "infer.gpu"
     # Extra environment for every child (tests point DATABASE_URL at their database).
     env: dict[str, str] = field(default_factory=dict)
     # None: children write to this terminal, each line prefixed with its name.
@@ -68,7 +75,10 @@ class Stack:
                 self._env["REDIS_URL"] = self.redis.url
                 # This process talks to the workers too (ping, enqueue): same broker.
                 os.environ["REDIS_URL"] = self.redis.url
-            self.start_worker()
+            if self.worker_concurrency > 0:
+                self.start_worker()
+            if self.gpu_ids:
+                self.start_gpu_workers(self.gpu_ids)
             if self.web_port is not None:
                 self._spawn("web", self.web_command())
             if self.flower_port is not None:
@@ -82,16 +92,17 @@ class Stack:
         return self
 
     def start_worker(self, name: str = "worker", concurrency: int | None = None) -> Child:
-        return self._spawn(name, self.worker_command(name, concurrency or self.worker_concurrency))
+        """A CPU pool worker: prefork, `concurrency` children."""
+        launch = pools.cpu_worker(name, concurrency or self.worker_concurrency or 1, self.queues)
+        return self._spawn(launch.name, launch.command, {**self._env, **launch.env}, launch.pool)
+
+    def start_gpu_workers(self, gpu_ids: list[str]) -> list[Child]:
+        """The GPU pool: one threads-pool worker per GPU id."""
+        launches = pools.gpu_workers(gpu_ids, self.gpu_threads, self.gpu_queue, device=self._env.get("VQ_DEVICE"))
+        return [self._spawn(launch.name, launch.command, {**self._env, **launch.env}, launch.pool) for launch in launches]
 
     def worker_command(self, name: str, concurrency: int) -> list[str]:
-        return [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker",
-            "--queues", self.queues,
-            "--pool", "prefork", "--concurrency", str(concurrency),
-            "--hostname", f"{name}-{os.getpid()}@%h",
-            "--task-events", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
+        return pools.cpu_worker(name, concurrency, self.queues).command
 
     def web_command(self) -> list[str]:
         return [
@@ -134,22 +145,22 @@ class Stack:
         schedule.parent.mkdir(exist_ok=True)
         return [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
+    def _spawn(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, pool: str | None = None
+    ) -> Child:
+        """Start a child with `env` (default: the stack's environment); pool marks Celery workers."""
+        env = env or self._env
         log_path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
             output = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-            process = subprocess.Popen(
-                command, cwd=BASE_DIR, env=env or self._env, stdout=output, stderr=subprocess.STDOUT
-            )
+            process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
             output.close()
         else:
-            process = subprocess.Popen(
-                command, cwd=BASE_DIR, env=env or self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
+            process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             threading.Thread(target=_prefix_lines, args=(name, process.stdout), daemon=True).start()
-        child = Child(name, process, log_path)
+        child = Child(name, process, log_path, pool)
         self.children.append(child)
         return child
 
@@ -170,7 +181,14 @@ class Stack:
             yield "web server", _http_ok(f"{self.web_url}/accounts/login/")
         if self.flower_port is not None:
             yield "flower", _http_answers(f"http://127.0.0.1:{self.flower_port}/")
-        yield "worker", bool(self.ping_workers())
+        if self.workers:
+            answered = {name for reply in self.ping_workers() for name in reply}
+            for child in self.workers:
+                yield child.name, any(name.startswith(f"{child.name}-") for name in answered)
+
+    @property
+    def workers(self) -> list[Child]:
+        return [child for child in self.children if child.pool]
 
     def ping_workers(self, timeout: float = 1.0) -> list:
         from tasks.celery_app import app
