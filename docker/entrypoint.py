@@ -140,7 +140,7 @@ def migrate() -> None:
 # --- the commands -------------------------------------------------------------
 def web_command() -> list[str]:
     # gunicorn reads WEB_CONCURRENCY (worker processes) and FORWARDED_ALLOW_IPS itself.
-    return [
+    command = [
         sys.executable, "-m", "gunicorn", "webapp.wsgi:application",
         "--bind", f"{os.environ.get('BIND_ADDRESS', '0.0.0.0')}:{env_int('PORT', 8000)}",
         "--threads", str(env_int("WEB_THREADS", 4)),
@@ -149,6 +149,10 @@ def web_command() -> list[str]:
         "--graceful-timeout", "30",
         "--access-logfile", "-", "--error-logfile", "-",
     ]  # fmt: skip
+    if os.path.isdir("/dev/shm"):
+        # Heartbeat files on a container's overlay filesystem can stall workers; memory never does.
+        command += ["--worker-tmp-dir", "/dev/shm"]
+    return command
 
 
 def worker_command(queues: str, pool: str, concurrency: int, hostname: str) -> list[str]:
@@ -223,10 +227,13 @@ def run_gpu_pool(args: list[str]) -> int:
               file=sys.stderr)  # fmt: skip
         return 3
     children: list[subprocess.Popen] = []
+    # Decoding runs on the CPU: the node's cores are shared out among the GPU workers.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = os.environ.get("VQ_TORCH_THREADS") or str(max(1, cores // len(gpus)))
     for gpu in gpus:
         command = worker_command(os.environ.get("VQ_QUEUES", "infer.gpu"), "solo", 1, gpu_worker_hostname(gpu)) + args
         # The pool's metrics are served once, from here, for all of its workers.
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "VQ_METRICS_PORT": "0"}
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "VQ_METRICS_PORT": "0", "VQ_TORCH_THREADS": threads}
         env.setdefault("VQ_DEVICE", "cuda")
         print(f"entrypoint: gpu-worker {gpu}: CUDA_VISIBLE_DEVICES={gpu} {' '.join(command)}", flush=True)
         children.append(subprocess.Popen(command, env=env))
