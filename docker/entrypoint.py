@@ -184,13 +184,11 @@ def beat_pidfile() -> str:
 
 
 def flower_command() -> list[str]:
-    command = [
+    # Flower reads FLOWER_BASIC_AUTH from the environment itself: the password stays out of argv.
+    return [
         sys.executable, "-m", "celery", "-A", "tasks", "flower",
         f"--address={os.environ.get('BIND_ADDRESS', '0.0.0.0')}", f"--port={flower_port()}",
     ]  # fmt: skip
-    if auth := os.environ.get("FLOWER_BASIC_AUTH"):
-        command.append(f"--basic-auth={auth}")
-    return command
 
 
 def flower_port() -> int:

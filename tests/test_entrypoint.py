@@ -212,6 +212,8 @@ def test_flower_role_serves_its_ui_behind_basic_auth(role, test_db_url):
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 401
     assert requests.get(f"http://127.0.0.1:{port}/", auth=("admin", "pw"), timeout=10).status_code == 200
     assert "flower_" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    # The password reaches Flower through its environment, never its command line (ps shows that).
+    assert "admin:pw" not in Path(f"/proc/{flower.pid}/cmdline").read_text()
 
 
 def test_other_commands_run_as_given():
