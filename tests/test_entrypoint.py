@@ -98,7 +98,7 @@ def test_migrate_role_creates_a_fresh_database_and_is_idempotent(tmp_path, test_
     assert first.returncode == 0, first.stderr
     assert "Applying jobs.0001_initial... OK" in first.stdout
     tables = {row[0] for row in sqlite3.connect(fresh).execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"jobs_job", "jobs_item", "authtoken_token"} <= tables
+    assert {"jobs_job", "jobs_item", "auth_user", "django_migrations"} <= tables
 
     # On this run's own database (PostgreSQL in CI's second pass: the advisory lock path).
     again = subprocess.run([sys.executable, str(ENTRYPOINT), "migrate"], env=role_env(DATABASE_URL=test_db_url),
