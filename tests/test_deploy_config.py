@@ -257,8 +257,11 @@ def test_kubernetes_pools_probes_and_autoscaling_fit_together():
     assert sorted(kustomized) == sorted({p.name for p, _ in resources} - {"secret.example.yaml"})
     deployments = {r["metadata"]["name"]: r for _, r in resources if r["kind"] == "Deployment"}
     assert set(deployments) == {
-        "visionqueue-web", "visionqueue-cpu-worker", "visionqueue-gpu-worker", "visionqueue-flower"
+        "visionqueue-web", "visionqueue-cpu-worker", "visionqueue-gpu-worker", "visionqueue-flower", "visionqueue-beat"
     }  # fmt: skip
+    # One beat, never two at once (periodic tasks would run twice).
+    beat = deployments["visionqueue-beat"]["spec"]
+    assert (beat["replicas"], beat["strategy"]["type"]) == (1, "Recreate")
 
     def container(name):
         return deployments[name]["spec"]["template"]["spec"]["containers"][0]
