@@ -213,7 +213,10 @@ class Stack:
             from celery import Celery
 
             self._control = Celery("vq-stack-control", broker=self.redis_url, set_as_current=False)
-        return self._control.control.ping(timeout=timeout)
+        # A connection of its own: kombu's pools are shared by URL across apps in this
+        # process, and a pooled one may be stale after the broker restarted (the fault tests).
+        with self._control.connection_for_write() as connection:
+            return self._control.control.ping(timeout=timeout, connection=connection)
 
     def check_alive(self) -> None:
         for child in self.children:
