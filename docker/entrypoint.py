@@ -3,7 +3,7 @@
 
     entrypoint.py web          migrate (one migrator at a time), then gunicorn on $PORT (8000)
     entrypoint.py cpu-worker   a prefork Celery worker on $VQ_QUEUES (infer.cpu)
-    entrypoint.py gpu-worker   one solo Celery worker per visible GPU on $VQ_QUEUES (infer.gpu)
+    entrypoint.py gpu-worker   one Celery worker per visible GPU on $VQ_QUEUES (infer.gpu), tasks.pools
     entrypoint.py beat         Celery beat (periodic tasks)
     entrypoint.py flower       Flower on $FLOWER_PORT (5555)
     entrypoint.py migrate      migrate and exit (a Kubernetes Job, a deploy step)
@@ -18,7 +18,6 @@ checkout too: the tests start each one on this machine.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -155,20 +154,12 @@ def web_command() -> list[str]:
     return command
 
 
-def worker_command(queues: str, pool: str, concurrency: int, hostname: str) -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "tasks", "worker",
-        "--queues", queues, "--pool", pool, "--concurrency", str(concurrency),
-        "--hostname", hostname, "--task-events", "--loglevel", os.environ.get("LOG_LEVEL", "INFO"),
-        # Gossip and mingle send every worker's chatter to every other: costly with many workers.
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-
-
 def cpu_worker_command() -> list[str]:
-    return worker_command(
-        os.environ.get("VQ_QUEUES", "infer.cpu"), "prefork", env_int("VQ_WORKER_CONCURRENCY", 1), "cpu@%h"
-    )
+    from tasks import pools
+
+    queue = os.environ.get("VQ_QUEUES", "infer.cpu")
+    loglevel = os.environ.get("LOG_LEVEL", "INFO")
+    return pools.cpu_worker("cpu", env_int("VQ_WORKER_CONCURRENCY", 1), queue, loglevel).command
 
 
 def beat_command() -> list[str]:
@@ -197,44 +188,43 @@ def flower_port() -> int:
 
 # --- the GPU pool -------------------------------------------------------------
 def visible_gpus() -> list[str]:
-    """GPU ids to run a worker on: VQ_GPU_IDS, else CUDA_VISIBLE_DEVICES, else what nvidia-smi lists.
+    """GPU ids to run a worker on: VQ_GPU_IDS, else what tasks.pools finds (CUDA_VISIBLE_DEVICES, nvidia-smi).
 
     Found without touching CUDA, so no CUDA state exists in a process that starts others.
     """
-    for name in ("VQ_GPU_IDS", "CUDA_VISIBLE_DEVICES"):
-        if (value := os.environ.get(name, "").strip()) and value not in ("-1", "none", "void"):
-            return [gpu.strip() for gpu in value.split(",") if gpu.strip()]
-    if shutil.which("nvidia-smi"):
-        listed = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=False
-        )
-        if listed.returncode == 0:
-            return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
-    return []
+    if ids := os.environ.get("VQ_GPU_IDS", "").strip():
+        return [gpu.strip() for gpu in ids.split(",") if gpu.strip()]
+    from tasks import pools
 
-
-def gpu_worker_hostname(gpu: str) -> str:
-    return f"gpu{gpu}@%h"
+    return pools.visible_gpus()
 
 
 def run_gpu_pool(args: list[str]) -> int:
-    """Start one solo worker per GPU, each seeing only its own; if one exits, stop all and exit with it."""
+    """Run tasks.pools' GPU pool under supervision; if one worker exits, stop all and exit.
+
+    One threads-pool worker per GPU, each seeing only its own; the container
+    restarts whole. This process serves the pool's metrics.
+    """
+    from django.conf import settings
+
+    from tasks import pools
+
     gpus = visible_gpus()
     if not gpus:
         print("entrypoint: gpu-worker: no GPU is visible (no VQ_GPU_IDS, CUDA_VISIBLE_DEVICES or nvidia-smi)",
               file=sys.stderr)  # fmt: skip
         return 3
+    launches = pools.gpu_workers(
+        gpus, settings.VQ_GPU_WORKER_THREADS, os.environ.get("VQ_QUEUES", settings.VQ_GPU_QUEUE),
+        device=os.environ.get("VQ_DEVICE"), loglevel=os.environ.get("LOG_LEVEL", "INFO"),
+    )  # fmt: skip
     children: list[subprocess.Popen] = []
-    # Decoding runs on the CPU: the node's cores are shared out among the GPU workers.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = os.environ.get("VQ_TORCH_THREADS") or str(max(1, cores // len(gpus)))
-    for gpu in gpus:
-        command = worker_command(os.environ.get("VQ_QUEUES", "infer.gpu"), "solo", 1, gpu_worker_hostname(gpu)) + args
+    for launch in launches:
         # The pool's metrics are served once, from here, for all of its workers.
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "VQ_METRICS_PORT": "0", "VQ_TORCH_THREADS": threads}
-        env.setdefault("VQ_DEVICE", "cuda")
-        print(f"entrypoint: gpu-worker {gpu}: CUDA_VISIBLE_DEVICES={gpu} {' '.join(command)}", flush=True)
-        children.append(subprocess.Popen(command, env=env))
+        env = {**os.environ, **launch.env, "VQ_METRICS_PORT": "0"}
+        print(f"entrypoint: gpu-worker {launch.name}: CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']} "
+              f"{' '.join(launch.command + args)}", flush=True)  # fmt: skip
+        children.append(subprocess.Popen(launch.command + args, env=env))
 
     if port := env_int("VQ_METRICS_PORT", 0):
         from tasks.metrics import serve_metrics
@@ -274,10 +264,8 @@ def healthcheck(role: str) -> int:
     try:
         healthy = {
             "web": lambda: http_ok(f"http://127.0.0.1:{env_int('PORT', 8000)}/healthz"),
-            "cpu-worker": lambda: workers_answer(["cpu@" + socket.gethostname()]),
-            "gpu-worker": lambda: workers_answer(
-                [gpu_worker_hostname(gpu).replace("%h", socket.gethostname()) for gpu in visible_gpus()]
-            ),
+            "cpu-worker": lambda: workers_answer(["cpu"]),
+            "gpu-worker": lambda: workers_answer([f"gpu{gpu}" for gpu in visible_gpus()]),
             "beat": beat_alive,
             "flower": lambda: http_ok(f"http://127.0.0.1:{flower_port()}/healthcheck"),
         }[role]()
@@ -297,7 +285,7 @@ def http_ok(url: str) -> bool:
 
 
 def workers_answer(names: list[str]) -> bool:
-    """Every named worker of this container answers a ping through the broker."""
+    """Every named worker of this container ("<name>-<pid>@<this host>", tasks.pools) answers a ping."""
     if not names:
         return False
     import django
@@ -305,9 +293,10 @@ def workers_answer(names: list[str]) -> bool:
     django.setup()
     from tasks.celery_app import app
 
-    replies = app.control.ping(destination=names, timeout=float(os.environ.get("VQ_PING_TIMEOUT", "3")))
-    answered = {name for reply in replies for name in reply}
-    return answered >= set(names)
+    host = socket.gethostname()
+    replies = app.control.ping(timeout=float(os.environ.get("VQ_PING_TIMEOUT", "3")))
+    answered = [name for reply in replies for name in reply if name.endswith(f"@{host}")]
+    return all(any(node.startswith(f"{name}-") for node in answered) for name in names)
 
 
 def beat_alive() -> bool:

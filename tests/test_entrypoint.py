@@ -181,10 +181,9 @@ def test_gpu_worker_role_runs_one_pinned_worker_per_gpu_and_stops_with_any(role,
     assert len(workers) == 2
     pinned = sorted(environ_of(pid)["CUDA_VISIBLE_DEVICES"] for pid in workers)
     assert pinned == ["0", "1"]
-    # The node's cores are shared out between the two workers.
-    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
-    assert [environ_of(pid)["VQ_TORCH_THREADS"] for pid in workers] == [share, share]
-    assert all("--pool solo" in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")) for pid in workers)
+    # tasks.pools' GPU workers: a threads pool each, one torch thread (the GPU does the work).
+    assert [environ_of(pid)["VQ_TORCH_THREADS"] for pid in workers] == ["1", "1"]
+    assert all("--pool threads" in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")) for pid in workers)
     assert requests.get(f"http://127.0.0.1:{env['VQ_METRICS_PORT']}/metrics", timeout=10).status_code == 200
 
     # One worker dies: the pool stops the other and exits non-zero, so the container restarts whole.
