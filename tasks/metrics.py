@@ -113,10 +113,11 @@ def observe_batch(
         "total_ms": round((now - started) * 1000, 1),
     }
     log.info(
-        "batch done: task=%s job=%s model=%s device=%s items=%d ok=%d failed=%d written=%d forwards=%s "
-        "held_max=%.1fms claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms",
-        task_id, ",".join(job_ids), model_name, device, len(outcomes), succeeded, failed, written, forwards,
-        held_max_ms, timings["claim_ms"], timings["classify_ms"], timings["record_ms"], timings["total_ms"],
+        # bench/ and tests/test_pools.py read the fields up to total= in this order.
+        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms "
+        "claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms device=%s task=%s job=%s",
+        model_name, len(outcomes), succeeded, failed, written, forwards, held_max_ms, timings["claim_ms"],
+        timings["classify_ms"], timings["record_ms"], timings["total_ms"], device, task_id, ",".join(job_ids),
         extra={
             "event": "batch_done", "task_id": task_id, "job_ids": job_ids,
             "item_ids": [outcome.item_id for outcome in outcomes], "model": model_name, "device": device,
