@@ -16,6 +16,7 @@ from ml import ImageError, crop_and_resize, load_rgb, make_thumbnail
 from ml.batching import BatchInfo, Producer
 from ml.registry import ModelSpec
 from tasks.celery_app import app
+from tasks.metrics import failure_kind, observe_batch
 from tasks.policy import BatchTask
 from tasks.worker import decode_pool, runtime_for
 from webapp.jobs.models import Item, Outcome, record_outcomes
@@ -29,6 +30,7 @@ class Decoded:
     pixels: np.ndarray | None = None
     thumbnail: str = ""
     error: str = ""
+    error_kind: str = ""
     decode_ms: float = 0.0
 
 
@@ -41,9 +43,9 @@ def decode_item(item: Item, spec: ModelSpec) -> Decoded:
         pixels = crop_and_resize(image, spec)
         thumbnail = _save_thumbnail(item, make_thumbnail(image, settings.VQ_THUMBNAIL_SIZE))
     except ImageError as error:
-        return Decoded(item, error=str(error), decode_ms=_ms_since(started))
+        return Decoded(item, error=str(error), error_kind=failure_kind(error), decode_ms=_ms_since(started))
     except FileNotFoundError:
-        return Decoded(item, error="the stored file is missing", decode_ms=_ms_since(started))
+        return Decoded(item, error="the stored file is missing", error_kind="missing_file", decode_ms=_ms_since(started))
     return Decoded(item, pixels=pixels, thumbnail=thumbnail, decode_ms=_ms_since(started))
 
 
@@ -76,14 +78,10 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
         outcomes, batches = classify_items(items, model_name, producer)
     classified = time.perf_counter()
     written = record_outcomes(outcomes)
-    succeeded = sum(outcome.succeeded for outcome in outcomes)
-    log.info(
-        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms "
-        "claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms",
-        model_name, len(items), succeeded, len(items) - succeeded, written,
-        _describe_forwards(batches), max((b.held_ms for b in batches), default=0.0),
-        (claimed - started) * 1000, (classified - claimed) * 1000, (time.perf_counter() - classified) * 1000,
-        (time.perf_counter() - started) * 1000,
+    observe_batch(
+        model_name, runtime_for(model_name).classifier.device, outcomes, written=written,
+        forwards=_describe_forwards(batches), held_max_ms=max((b.held_ms for b in batches), default=0.0),
+        started=started, claimed=claimed, classified=classified,
     )  # fmt: skip
 
 
@@ -128,6 +126,7 @@ def _outcome(entry: Decoded, predictions: list[dict] | None = None, inference_ms
         job_id=entry.item.job_id,
         predictions=predictions,
         error=entry.error,
+        error_kind=entry.error_kind,
         thumbnail=entry.thumbnail,
         decode_ms=entry.decode_ms,
         inference_ms=inference_ms,

@@ -27,6 +27,7 @@ from django.conf import settings
 from ml import Classifier
 from ml.batching import MicroBatcher
 from ml.device import choose_device, device_class
+from tasks.metrics import timed_forward
 from tasks.pools import cpu_cores
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _load(model_name: str) -> ModelRuntime:
     if profile.forward_batch > 1:
         classifier.warm_up(batch_size=profile.forward_batch)
     batcher = MicroBatcher(
-        classifier.predict,
+        timed_forward(classifier.predict, model_name, device),
         max_batch=profile.forward_batch,
         max_delay=settings.VQ_BATCH_DELAY_MS / 1000,
         name=f"forward-{model_name}",

@@ -8,6 +8,7 @@ ALLOWED_HOSTS, DATABASE_URL and REDIS_URL; see README "Configuration".
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = BASE_DIR / "var"
@@ -40,6 +41,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes and scrapes are answered before the Host check and the
+    # HTTPS redirect, since kubelets and Prometheus call pod IPs over plain HTTP.
+    "webapp.ops.middleware.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body: oversize and over-limit uploads get a clear 4xx.
     "webapp.jobs.limits.RequestLimitsMiddleware",
@@ -87,6 +91,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests need a file, not :memory:, so worker processes see the same rows.
     DATABASES["default"]["TEST"] = {"NAME": str(STATE_DIR / "test-db.sqlite3")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# With persistent connections, test each one before reuse (a restarted PostgreSQL).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -289,14 +295,56 @@ for _credential in FLOWER_BASIC_AUTH:
         raise environ.ImproperlyConfigured("FLOWER_BASIC_AUTH takes user:password pairs separated by commas")
 
 # --- Logging ----------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line, with the structured fields that
+# job and batch lines carry (ids, counts, timings) as keys of their own.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
 }
+
+# --- Production security (DEBUG=false) ----------------------------------------
+# What `manage.py check --deploy` asks for. TLS ends at a proxy or ingress in
+# front of gunicorn; SECURE_PROXY_SSL_HEADER trusts its X-Forwarded-Proto, so
+# set it only when that proxy strips the header from clients' requests.
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes and scrapes come over plain HTTP from inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Operations: health, readiness, metrics -------------------------------------
+# /readyz: ready when the database and broker answer and some worker answered
+# a ping within this many seconds (the answer is shared through Redis, so one
+# ping serves every web process). Set VQ_READY_REQUIRES_WORKER=false where
+# workers may scale to zero and the web should still take traffic.
+VQ_READY_WORKER_MAX_AGE = env.int("VQ_READY_WORKER_MAX_AGE", default=60)
+VQ_READY_REQUIRES_WORKER = env.bool("VQ_READY_REQUIRES_WORKER", default=True)
+# /metrics needs "Authorization: Bearer <token>" when this is set.
+VQ_METRICS_TOKEN = env.str("VQ_METRICS_TOKEN", default="")
+# A worker's main process serves its pool's metrics on this port (0 = off).
+VQ_METRICS_PORT = env.int("VQ_METRICS_PORT", default=0)
+# Queues whose length /metrics reports (besides those of VQ_DEFAULT_QUEUE and VQ_MODEL_QUEUES).
+VQ_METRICS_QUEUES = env.list("VQ_METRICS_QUEUES", default=["infer.cpu", "infer.gpu"])

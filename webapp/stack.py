@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -55,6 +57,9 @@ class Stack:
     flower_basic_auth: list[str] | None = None
     redis: EmbeddedRedis | None = None
     children: list[Child] = field(default_factory=list)
+    # Where web and worker processes keep their Prometheus numbers, so the
+    # web's /metrics adds up every worker process's too (tasks/metrics.py).
+    metrics_dir: Path | None = None
 
     @property
     def web_url(self) -> str:
@@ -66,6 +71,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self._env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self._control = None
 
     # --- start ------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> Stack:
@@ -75,12 +81,14 @@ class Stack:
                 self._env["REDIS_URL"] = self.redis.url
                 # This process talks to the workers too (ping, enqueue): same broker.
                 os.environ["REDIS_URL"] = self.redis.url
+            if not self._env.get("PROMETHEUS_MULTIPROC_DIR"):
+                self.metrics_dir = Path(tempfile.mkdtemp(prefix="vq-metrics-"))
             if self.worker_concurrency > 0:
                 self.start_worker()
             if self.gpu_ids:
                 self.start_gpu_workers(self.gpu_ids)
             if self.web_port is not None:
-                self._spawn("web", self.web_command())
+                self._spawn("web", self.web_command(), env=self._metrics_env())
             if self.flower_port is not None:
                 self.start_flower()
             if self.beat:
@@ -94,12 +102,15 @@ class Stack:
     def start_worker(self, name: str = "worker", concurrency: int | None = None) -> Child:
         """A CPU pool worker: prefork, `concurrency` children."""
         launch = pools.cpu_worker(name, concurrency or self.worker_concurrency or 1, self.queues)
-        return self._spawn(launch.name, launch.command, {**self._env, **launch.env}, launch.pool)
+        return self._spawn(launch.name, launch.command, {**self._metrics_env(), **launch.env}, launch.pool)
 
     def start_gpu_workers(self, gpu_ids: list[str]) -> list[Child]:
         """The GPU pool: one threads-pool worker per GPU id."""
         launches = pools.gpu_workers(gpu_ids, self.gpu_threads, self.gpu_queue, device=self._env.get("VQ_DEVICE"))
-        return [self._spawn(launch.name, launch.command, {**self._env, **launch.env}, launch.pool) for launch in launches]
+        return [
+            self._spawn(launch.name, launch.command, {**self._metrics_env(), **launch.env}, launch.pool)
+            for launch in launches
+        ]
 
     def worker_command(self, name: str, concurrency: int) -> list[str]:
         return pools.cpu_worker(name, concurrency, self.queues).command
@@ -144,6 +155,12 @@ class Stack:
         schedule = BASE_DIR / "var" / "celerybeat-schedule"
         schedule.parent.mkdir(exist_ok=True)
         return [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+
+    def _metrics_env(self) -> dict[str, str]:
+        """The environment of web and worker processes: they share one metrics folder (not Flower)."""
+        if self.metrics_dir is None:
+            return self._env
+        return {**self._env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
 
     def _spawn(
         self, name: str, command: list[str], env: dict[str, str] | None = None, pool: str | None = None
@@ -191,14 +208,15 @@ class Stack:
         return [child for child in self.children if child.pool]
 
     def ping_workers(self, timeout: float = 1.0) -> list:
-        from tasks.celery_app import app
+        """Ping this stack's workers through its own broker, whatever this process's Celery app uses."""
+        if self._control is None:
+            from celery import Celery
 
-        if app.conf.broker_url != self.redis_url:
-            raise RuntimeError(
-                f"this process's Celery app uses {app.conf.broker_url}, the stack {self.redis_url}: "
-                "start the stack before anything in this process uses Celery"
-            )
-        return app.control.ping(timeout=timeout)
+            self._control = Celery("vq-stack-control", broker=self.redis_url, set_as_current=False)
+        # A connection of its own: kombu's pools are shared by URL across apps in this
+        # process, and a pooled one may be stale after the broker restarted (the fault tests).
+        with self._control.connection_for_write() as connection:
+            return self._control.control.ping(timeout=timeout, connection=connection)
 
     def check_alive(self) -> None:
         for child in self.children:
@@ -240,6 +258,12 @@ class Stack:
                 child.process.kill()
                 child.process.wait()
         self.children.clear()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.metrics_dir = None
         if self.redis:
             self.redis.stop()
             self.redis = None

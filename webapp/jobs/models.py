@@ -7,6 +7,7 @@ same batch, or a worker racing a cancel, changes nothing.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -17,6 +18,8 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+
+log = logging.getLogger(__name__)
 
 
 class Job(models.Model):
@@ -139,6 +142,8 @@ class Outcome:
     job_id: uuid.UUID
     predictions: list[dict] | None = None
     error: str = ""
+    # A short label for metrics (tasks.metrics.failure_kind); never stored.
+    error_kind: str = ""
     thumbnail: str = ""
     decode_ms: float | None = None
     inference_ms: float | None = None
@@ -232,13 +237,32 @@ def record_outcomes(outcomes: Iterable[Outcome]) -> int:
 
 def finish_if_complete(job_id: uuid.UUID, now=None) -> bool:
     """Mark an open job done once every item has a terminal status."""
-    return bool(
+    finished = bool(
         Job.objects.filter(
             Q(pk=job_id),
             Q(status__in=Job.OPEN_STATUSES),
             Q(total__lte=F("succeeded_count") + F("failed_count")),
         ).update(status=Job.Status.DONE, finished_at=now or timezone.now())
     )
+    if finished:
+        _log_job_done(job_id)
+    return finished
+
+
+def _log_job_done(job_id: uuid.UUID) -> None:
+    # One line per job, written by whichever process finished it.
+    job = Job.objects.get(pk=job_id)
+    waited = (job.started_at - job.created_at).total_seconds() if job.started_at else 0.0
+    took = (job.finished_at - job.created_at).total_seconds()
+    log.info(
+        "job %s done: model=%s items=%d succeeded=%d failed=%d queued=%.2fs total=%.2fs",
+        job.pk, job.model_name, job.total, job.succeeded_count, job.failed_count, waited, took,
+        extra={
+            "event": "job_done", "job_id": str(job.pk), "model": job.model_name, "items": job.total,
+            "succeeded": job.succeeded_count, "failed": job.failed_count,
+            "queued_s": round(waited, 3), "total_s": round(took, 3),
+        },
+    )  # fmt: skip
 
 
 def cancel_job(job: Job) -> bool:

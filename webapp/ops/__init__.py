@@ -1,0 +1,1 @@
+"""Operating the service: /healthz, /readyz and /metrics (see middleware.py)."""
