@@ -75,6 +75,15 @@ def media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2 at Django's default strength costs ~0.2 s a hash here, and most
+    # tests create alice and bob. Only this process hashes this way: users
+    # the tests create log in through the Django test client, never through
+    # a live_system server (which keeps the production hashers).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-secret-pw")

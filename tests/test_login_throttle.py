@@ -16,9 +16,6 @@ def log_in(client: Client, username: str, password: str, address: str = HOME, **
 @pytest.fixture(autouse=True)
 def failure_limit(settings):
     settings.AXES_FAILURE_LIMIT = 3
-    # A fast hasher: every attempt here checks a password, and what is under
-    # test is the counting, not the hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return 3
 
 

@@ -18,7 +18,6 @@ HOME, ELSEWHERE = "192.0.2.10", "198.51.100.7"  # documentation addresses, only 
 @pytest.fixture(autouse=True)
 def two_a_day(settings):
     settings.VQ_SIGNUPS_PER_DAY = 2
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # the limit is under test
 
 
 def sign_up(username: str, address: str = HOME):
