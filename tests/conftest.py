@@ -138,22 +138,16 @@ def live_system(django_db_setup, django_db_blocker, tmp_path_factory, live_syste
     Tests that use it need `transactional_db`, so the rows they create are
     committed where the other processes can see them.
     """
-    from django.db import connection
+    from tests.live import stack_on_test_database
 
-    from webapp.stack import Stack, free_port
-
-    media = tmp_path_factory.mktemp("live-media")
-    with django_db_blocker.unblock():
-        env = {"DATABASE_URL": database_url(connection.settings_dict), "MEDIA_ROOT": str(media)}
-    env.update(live_system_options.get("env", {}))
-    stack = Stack(
-        web_port=free_port(),
+    stack = stack_on_test_database(
+        django_db_blocker,
+        tmp_path_factory,
+        "live",
+        env=live_system_options.get("env"),
         flower_port=live_system_options.get("flower_port"),
         flower_basic_auth=live_system_options.get("flower_basic_auth"),
-        log_dir=tmp_path_factory.mktemp("live-logs"),
-        env=env,
     )
-    stack.media_root = media
     stack.start(timeout=180)
     yield stack
     stack.stop()

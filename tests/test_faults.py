@@ -26,14 +26,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 from django.db import transaction
 
 # Imported up front (they import torch): a first import inside a test would
 # open a window of seconds between a job's commit and its enqueue.
 from tasks.dispatch import enqueue_job
 from tasks.inference import classify_batch
-from tests.conftest import SESSION_REDIS, database_url, labelled_photos, token_for
+from tests.conftest import SESSION_REDIS, labelled_photos
+from tests.live import api_session, stack_on_test_database
 from webapp.jobs.models import Item, Job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -48,24 +48,15 @@ QUEUE = "infer.cpu"
 
 @pytest.fixture(scope="module")
 def fault_system(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.db import connection
-
-    from webapp.stack import Stack, free_port
-
-    media = tmp_path_factory.mktemp("fault-media")
-    with django_db_blocker.unblock():
-        env = {
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "MEDIA_ROOT": str(media),
-            "VQ_BATCH_SIZE": "2",
-            "VQ_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT),
-            "VQ_TASK_HARD_TIME_LIMIT": str(HARD_LIMIT),
-            "VQ_REAPER_INTERVAL": "1",
-            "VQ_REAPER_GRACE": str(GRACE),
-            "VQ_MAX_ATTEMPTS": "3",
-        }
-    stack = Stack(web_port=free_port(), log_dir=tmp_path_factory.mktemp("fault-logs"), env=env)
-    stack.media_root = media
+    env = {
+        "VQ_BATCH_SIZE": "2",
+        "VQ_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT),
+        "VQ_TASK_HARD_TIME_LIMIT": str(HARD_LIMIT),
+        "VQ_REAPER_INTERVAL": "1",
+        "VQ_REAPER_GRACE": str(GRACE),
+        "VQ_MAX_ATTEMPTS": "3",
+    }
+    stack = stack_on_test_database(django_db_blocker, tmp_path_factory, "fault", env=env)
     stack.start(timeout=180)
     yield stack
     stack.stop()
@@ -81,10 +72,7 @@ def same_settings_as_the_workers(settings, fault_system):
 
 @pytest.fixture
 def api(alice, fault_system):
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token_for(alice)}"
-    session.base = fault_system.web_url
-    return session
+    return api_session(alice, fault_system)
 
 
 def forget_all_messages() -> None:

@@ -6,15 +6,13 @@ and CI have none); run `make test` on a GPU machine to check them.
 
 from __future__ import annotations
 
-import time
 
 import pytest
-import requests
 import torch
 
 from ml import Classifier, load_pixels
 from tasks.pools import visible_gpus
-from tests.conftest import database_url, token_for
+from tests.live import api_session, stack_on_test_database, wait_for_job
 
 NO_GPU = "no CUDA GPU on this machine: mixed precision and the GPU pool are checked where one exists"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
@@ -40,29 +38,16 @@ def test_mixed_precision_top1_agrees_with_fp32_on_the_photos(photos, precision):
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_the_gpu_pool_classifies_a_job_on_the_gpu(django_db_blocker, tmp_path_factory, alice, photos):
-    from django.db import connection
-
-    from webapp.stack import Stack, free_port
-
-    with django_db_blocker.unblock():
-        env = {
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "MEDIA_ROOT": str(tmp_path_factory.mktemp("gpu-media")),
-            "VQ_MODEL_QUEUES": "efficientnet-lite0=infer.gpu",
-        }
-    stack = Stack(
-        web_port=free_port(), log_dir=tmp_path_factory.mktemp("gpu-logs"), env=env,
+    stack = stack_on_test_database(
+        django_db_blocker, tmp_path_factory, "gpu",
+        env={"VQ_MODEL_QUEUES": "efficientnet-lite0=infer.gpu"},
         worker_concurrency=0, gpu_ids=visible_gpus()[:1],
     )  # fmt: skip
     with stack:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {token_for(alice)}"
+        session = api_session(alice, stack)
         files = [("images", (p.path.name, p.path.read_bytes())) for p in photos[:40]]
         job_id = session.post(f"{stack.web_url}/api/jobs/", files=files, timeout=60).json()["id"]
-        deadline = time.monotonic() + 120
-        while (status := session.get(f"{stack.web_url}/api/jobs/{job_id}/", timeout=10).json())["status"] != "done":
-            assert time.monotonic() < deadline, status
-            time.sleep(0.2)
+        status = wait_for_job(session, job_id, timeout=120, stack=stack)
         log = stack.workers[0].log_path.read_text()
     assert status["succeeded"] == 40
     assert "loaded on cuda" in log and "autocast torch.float16" in log

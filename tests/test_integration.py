@@ -1,6 +1,5 @@
 """End to end on real processes: API -> Redis -> Celery worker -> CNN -> database."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,33 +8,14 @@ import requests
 from ml import load_pixels
 from tests.conftest import token_for
 from tests.images import image_bytes
+from tests.live import all_results, api_session, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for_job(session, url: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = session.get(url, timeout=10).json()
-        if status["status"] in ("done", "cancelled"):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"job not finished after {timeout} s: {status}")
-
-
-def all_results(session, url: str) -> list[dict]:
-    results = []
-    while url:
-        page = session.get(url, timeout=10).json()
-        results += page["results"]
-        url = page["next"]
-    return results
-
-
 def test_twenty_photos_through_the_whole_system(live_system, alice, photos, classifier, client, settings):
     chosen = photos[::10][:20]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token_for(alice)}"
+    session = api_session(alice, live_system)
 
     files = [("images", (p.path.name, p.path.read_bytes(), "image/jpeg")) for p in chosen]
     created = session.post(f"{live_system.web_url}/api/jobs/", files=files, timeout=60)
@@ -43,11 +23,11 @@ def test_twenty_photos_through_the_whole_system(live_system, alice, photos, clas
     job_id = created.json()["id"]
     assert created.json()["total"] == 20
 
-    status = wait_for_job(session, f"{live_system.web_url}/api/jobs/{job_id}/")
+    status = wait_for_job(session, job_id)
     assert (status["status"], status["succeeded"], status["failed"], status["progress"]) == ("done", 20, 0, 1.0)
     assert status["finished_at"] is not None
 
-    results = all_results(session, f"{live_system.web_url}/api/jobs/{job_id}/results/")
+    results = all_results(session, job_id)
     assert [r["filename"] for r in results] == [p.path.name for p in chosen]
     # The worker's answer is the ml package's answer for the same file.
     expected = classifier.predict([load_pixels(p.path, classifier.spec) for p in chosen])
@@ -71,16 +51,15 @@ def test_twenty_photos_through_the_whole_system(live_system, alice, photos, clas
 
 
 def test_a_broken_image_fails_alone(live_system, alice, photos):
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token_for(alice)}"
+    session = api_session(alice, live_system)
     good = photos[0].path.read_bytes()
     truncated = good[: len(good) // 2]
     files = [("images", ("good.jpg", good)), ("images", ("truncated.jpg", truncated))]
     job_id = session.post(f"{live_system.web_url}/api/jobs/", files=files, timeout=60).json()["id"]
 
-    status = wait_for_job(session, f"{live_system.web_url}/api/jobs/{job_id}/")
+    status = wait_for_job(session, job_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("done", 1, 1)
-    results = {r["filename"]: r for r in all_results(session, f"{live_system.web_url}/api/jobs/{job_id}/results/")}
+    results = {r["filename"]: r for r in all_results(session, job_id)}
     assert results["good.jpg"]["status"] == "succeeded"
     assert results["truncated.jpg"]["status"] == "failed"
     assert "truncated" in results["truncated.jpg"]["error"]

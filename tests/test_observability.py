@@ -11,8 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.embedded_redis import EmbeddedRedis
-from tests.conftest import database_url, token_for
-from tests.test_integration import wait_for_job
+from tests.live import api_session, stack_on_test_database, wait_for_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,8 +48,7 @@ def eventually(probe, timeout: float = 60, interval: float = 0.3):
 
 @pytest.mark.integration
 def test_metrics_and_logs_follow_a_job_through_the_system(live_system, alice, photos):
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token_for(alice)}"
+    session = api_session(alice, live_system)
     model = "efficientnet-lite0"
     before = scrape(live_system.web_url)
 
@@ -60,7 +58,7 @@ def test_metrics_and_logs_follow_a_job_through_the_system(live_system, alice, ph
     created = session.post(f"{live_system.web_url}/api/jobs/", files=files, data={"model": model}, timeout=60)
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
-    status = wait_for_job(session, f"{live_system.web_url}/api/jobs/{job_id}/")
+    status = wait_for_job(session, job_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("done", 3, 1)
 
     # The worker records its numbers just after it stores the results: wait for them.
@@ -139,21 +137,14 @@ def test_probes_answer_only_reads(client):
 
 
 @pytest.fixture
-def system_on_its_own_broker(django_db_setup, django_db_blocker, tmp_path):
+def system_on_its_own_broker(django_db_setup, django_db_blocker, tmp_path_factory):
     """Web and worker on a Redis this test may stop: never the session's shared one."""
-    from django.db import connection
-
-    from webapp.stack import Stack, free_port
-
     broker = EmbeddedRedis().start()
-    with django_db_blocker.unblock():
-        env = {
-            "REDIS_URL": broker.url,
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "MEDIA_ROOT": str(tmp_path / "media"),
-            "VQ_WORKER_MODELS": "",  # readiness needs a worker that answers, not a loaded model
-        }
-    stack = Stack(web_port=free_port(), log_dir=tmp_path / "logs", env=env)
+    env = {
+        "REDIS_URL": broker.url,
+        "VQ_WORKER_MODELS": "",  # readiness needs a worker that answers, not a loaded model
+    }
+    stack = stack_on_test_database(django_db_blocker, tmp_path_factory, "own-broker", env=env)
     stack.broker = broker
     try:
         stack.start(timeout=180)

@@ -11,15 +11,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from ml import Classifier, load_pixels
 from tasks.pools import cpu_pool_size, cpu_worker, gpu_workers, visible_gpus
-from tests.conftest import REPO, database_url, token_for
+from tests.conftest import REPO
+from tests.live import all_results, api_session, stack_on_test_database, wait_for_job
 
 # --- the launcher's command lines (no processes) ---------------------------
 
@@ -73,34 +72,18 @@ def test_the_launchers_never_import_torch_so_cuda_is_first_touched_in_each_worke
 @pytest.fixture(scope="module")
 def two_pools(django_db_setup, django_db_blocker, tmp_path_factory):
     """Web + a CPU pool (lite0, lite2) + a rehearsed GPU pool (lite1), at once."""
-    from django.db import connection
-
-    from webapp.stack import Stack, free_port
-
-    media = tmp_path_factory.mktemp("pools-media")
-    with django_db_blocker.unblock():
-        env = {
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "MEDIA_ROOT": str(media),
-            "VQ_MODEL_QUEUES": "efficientnet-lite1=infer.gpu",
-            "VQ_DEVICE": "cpu",
-            # Room in every forward pass for crops of several jobs, and a
-            # delay long enough that announced crops are always waited for.
-            "VQ_CPU_FORWARD_BATCH": "8",
-            "VQ_BATCH_DELAY_MS": "3000",
-        }
-    stack = Stack(
-        web_port=free_port(), log_dir=tmp_path_factory.mktemp("pools-logs"), env=env, gpu_ids=["0"], gpu_threads=8
-    )
+    env = {
+        "VQ_MODEL_QUEUES": "efficientnet-lite1=infer.gpu",
+        "VQ_DEVICE": "cpu",
+        # Room in every forward pass for crops of several jobs, and a
+        # delay long enough that announced crops are always waited for.
+        "VQ_CPU_FORWARD_BATCH": "8",
+        "VQ_BATCH_DELAY_MS": "3000",
+    }
+    stack = stack_on_test_database(django_db_blocker, tmp_path_factory, "pools", env=env, gpu_ids=["0"], gpu_threads=8)
     stack.start(timeout=240)
     yield stack
     stack.stop()
-
-
-def _session(user) -> requests.Session:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token_for(user)}"
-    return session
 
 
 def _post(session, stack, paths: list[Path], model: str) -> str:
@@ -108,21 +91,6 @@ def _post(session, stack, paths: list[Path], model: str) -> str:
     response = session.post(f"{stack.web_url}/api/jobs/", files=files, data={"model": model}, timeout=60)
     assert response.status_code == 201, response.text
     return response.json()["id"]
-
-
-def _wait_done(session, stack, job_id: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stack.check_alive()
-        status = session.get(f"{stack.web_url}/api/jobs/{job_id}/", timeout=10).json()
-        if status["status"] == "done":
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not done after {timeout} s: {status}")
-
-
-def _results(session, stack, job_id: str) -> list[dict]:
-    return session.get(f"{stack.web_url}/api/jobs/{job_id}/results/?page_size=500", timeout=10).json()["results"]
 
 
 def _log(stack, name: str) -> str:
@@ -138,18 +106,18 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_each_job_goes_to_the_pool_that_serves_its_model(two_pools, alice, photos):
-    session = _session(alice)
+    session = api_session(alice, two_pools)
     chosen = photos[5:11]
     paths = [photo.path for photo in chosen]
     lite0_job = _post(session, two_pools, paths, "efficientnet-lite0")
     lite1_job = _post(session, two_pools, paths, "efficientnet-lite1")
-    assert _wait_done(session, two_pools, lite0_job)["succeeded"] == 6
-    assert _wait_done(session, two_pools, lite1_job)["succeeded"] == 6
+    assert wait_for_job(session, lite0_job, stack=two_pools)["succeeded"] == 6
+    assert wait_for_job(session, lite1_job, stack=two_pools)["succeeded"] == 6
 
     # Lite1 ran at its own input size (240) and agrees with the ml package.
     lite1 = Classifier("efficientnet-lite1", device="cpu")
     expected = lite1.predict([load_pixels(photo.path, lite1.spec) for photo in chosen])
-    results = _results(session, two_pools, lite1_job)
+    results = all_results(session, lite1_job)
     assert [r["predictions"][0]["class_index"] for r in results] == [e[0].class_index for e in expected]
 
     cpu_log, gpu_log = _log(two_pools, "worker"), _log(two_pools, "gpu0")
@@ -179,12 +147,12 @@ def test_single_image_jobs_of_different_users_share_forward_passes(two_pools, al
     app.control.cancel_consumer("infer.gpu", destination=[gpu_worker], reply=True, timeout=10)
     jobs = []
     for index, user in enumerate([alice, bob] * 4):
-        session = _session(user)
+        session = api_session(user, two_pools)
         jobs.append((session, _post(session, two_pools, [photos[20 + index].path], "efficientnet-lite1")))
     # ... then takes them all at once, one task per thread.
     app.control.add_consumer("infer.gpu", destination=[gpu_worker], reply=True, timeout=10)
     for session, job_id in jobs:
-        assert _wait_done(session, two_pools, job_id)["succeeded"] == 1
+        assert wait_for_job(session, job_id, stack=two_pools)["succeeded"] == 1
 
     sizes = [
         int(size)
