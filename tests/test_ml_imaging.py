@@ -22,6 +22,19 @@ ORIENTATION_TRANSFORMS = {
 INVERSE = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
 
 
+def as_camera_stores_it(upright: Image.Image, orientation: int, **save_args) -> bytes:
+    """The file a camera writes: pixels laid out so that `orientation` shows them upright."""
+    stored = upright
+    if orientation in ORIENTATION_TRANSFORMS:
+        transform = ORIENTATION_TRANSFORMS[orientation]
+        stored = upright.transpose(INVERSE.get(transform, transform))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, exif=exif, **save_args)
+    return buffer.getvalue()
+
+
 def corner_colors(image: Image.Image) -> tuple:
     w, h = image.size
     return tuple(image.getpixel(point) for point in ((2, 2), (w - 3, 2), (2, h - 3), (w - 3, h - 3)))
@@ -30,16 +43,7 @@ def corner_colors(image: Image.Image) -> tuple:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_is_shown_upright(orientation):
     upright = quadrants()
-    stored = upright
-    if orientation in ORIENTATION_TRANSFORMS:
-        transform = ORIENTATION_TRANSFORMS[orientation]
-        stored = upright.transpose(INVERSE.get(transform, transform))
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    stored.save(buffer, format="PNG", exif=exif)
-
-    loaded = load_rgb(io.BytesIO(buffer.getvalue()))
+    loaded = load_rgb(io.BytesIO(as_camera_stores_it(upright, orientation, format="PNG")))
 
     # Whatever the stored layout, the picture comes out as the camera saw it.
     assert corner_colors(loaded) == corner_colors(upright)
@@ -301,14 +305,7 @@ def nearest_quadrant_colours(image: Image.Image) -> tuple:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_is_honoured_on_jpeg(orientation, draft):
     upright = quadrants(size=640 if draft else 64)
-    stored = upright
-    if orientation in ORIENTATION_TRANSFORMS:
-        transform = ORIENTATION_TRANSFORMS[orientation]
-        stored = upright.transpose(INVERSE.get(transform, transform))
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = io.BytesIO()
-    stored.save(data, format="JPEG", quality=95, exif=exif)
+    data = io.BytesIO(as_camera_stores_it(upright, orientation, format="JPEG", quality=95))
 
     loaded = load_rgb(io.BytesIO(data.getvalue()), min_size=(256, 256) if draft else None)
 

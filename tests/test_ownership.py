@@ -140,17 +140,21 @@ def redirects_to(response, login_path: str) -> bool:
     return response.status_code == 302 and response["Location"].startswith(login_path)
 
 
-def audit_as_alice(world: World, client: Client, urlconf=None) -> list[str]:
-    """What alice can see or do to bob's things; [] when nothing."""
-    problems = []
+def guarded_routes(world: World, urlconf, problems: list[str]):
+    """Every non-public route with bob's ids filled in; a route it cannot fill is a problem."""
     for route in routes(urlconf):
         if route.name in PUBLIC:
             continue
         try:
-            url = world.fill(route)
+            yield route, world.fill(route)
         except KeyError as error:
             problems.append(str(error.args[0]))
-            continue
+
+
+def audit_as_alice(world: World, client: Client, urlconf=None) -> list[str]:
+    """What alice can see or do to bob's things; [] when nothing."""
+    problems = []
+    for route, url in guarded_routes(world, urlconf, problems):
         owned = bool(OWNED_PARAMETERS & set(route.parameters))
         for method in METHODS:
             response = getattr(client, method)(url)
@@ -177,14 +181,7 @@ def audit_anonymous(world: World, urlconf=None) -> list[str]:
     """What a caller with no login or token gets; [] when every door asks for one."""
     problems = []
     anonymous = Client(raise_request_exception=False)
-    for route in routes(urlconf):
-        if route.name in PUBLIC:
-            continue
-        try:
-            url = world.fill(route)
-        except KeyError as error:
-            problems.append(str(error.args[0]))
-            continue
+    for route, url in guarded_routes(world, urlconf, problems):
         for method in METHODS:
             response = getattr(anonymous, method)(url)
             seen = f"{method.upper()} {url} anonymously: {response.status_code}"
