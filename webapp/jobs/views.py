@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.jobs import exports
 from webapp.jobs.models import Item, Job
+from webapp.jobs.params import id_list
 from webapp.jobs.services import (
     JobRequestError,
     UploadLimitExceeded,
@@ -129,7 +130,10 @@ def job_progress(request, job_id):
     its status and its tile's HTML, rendered by the same template as the page.
     """
     job = _owned_job(request, job_id)
-    wanted = _parse_ids(request.GET.get("items", ""))[:MAX_POLLED_ITEMS]
+    try:
+        wanted = id_list(request.GET.get("items", ""), most=MAX_POLLED_ITEMS)
+    except ValueError as error:
+        return JsonResponse({"detail": f"items: {error}"}, status=400)
     items = job.items.filter(pk__in=wanted).order_by("pk") if wanted else []
     return JsonResponse(
         {
@@ -159,10 +163,6 @@ def job_progress(request, job_id):
 def _actions_key(job: Job) -> str:
     # What decides which buttons _job_actions.html shows.
     return f"{job.status}:{job.failed_count}"
-
-
-def _parse_ids(raw: str) -> list[int]:
-    return [int(part) for part in raw.split(",") if part.strip().isdigit()]
 
 
 def _percent(job: Job) -> int:
@@ -251,7 +251,8 @@ def item_detail(request, job_id, item_id):
 @require_GET
 def search(request):
     """Every image of mine whose top-1 label contains the query, newest job first."""
-    query = request.GET.get("q", "").strip()[:128]
+    # NUL never matches a label, and PostgreSQL refuses it in a query.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:128]
     page = None
     if query:
         found = (
