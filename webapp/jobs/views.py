@@ -7,6 +7,7 @@ item or file answers 404 exactly like an id that does not exist.
 from __future__ import annotations
 
 import mimetypes
+from contextlib import contextmanager
 from urllib.parse import quote
 
 from django.conf import settings
@@ -108,6 +109,15 @@ def _owned_job(request, job_id) -> Job:
     return get_object_or_404(Job, pk=job_id, owner=request.user)
 
 
+@contextmanager
+def _deleted_meanwhile_is_404():
+    """A job deleted by another request after this one looked it up is not found, like any missing job."""
+    try:
+        yield
+    except Job.DoesNotExist:
+        raise Http404("job deleted meanwhile") from None
+
+
 @login_required
 @require_GET
 def job_detail(request, job_id):
@@ -174,7 +184,11 @@ def _percent(job: Job) -> int:
 @require_POST
 def job_cancel(request, job_id):
     job = _owned_job(request, job_id)
-    if cancel(job):
+    with _deleted_meanwhile_is_404():
+        cancelled = cancel(job)
+        if not cancelled:
+            job.refresh_from_db()  # finished, or deleted by another request
+    if cancelled:
         messages.success(request, f"Cancelled: {job.finished_count} of {job.total} images had finished.")
     else:
         messages.info(request, "The job had already finished; nothing to cancel.")
@@ -185,7 +199,10 @@ def job_cancel(request, job_id):
 @require_POST
 def job_retry_failed(request, job_id):
     job = _owned_job(request, job_id)
-    retried = retry_failed(job)
+    with _deleted_meanwhile_is_404():
+        retried = retry_failed(job)
+        if not retried:
+            job.refresh_from_db()  # not done yet, or deleted by another request
     if retried:
         messages.success(request, f"{retried} failed image{'s' if retried != 1 else ''} sent to the workers again.")
     else:
