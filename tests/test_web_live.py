@@ -34,7 +34,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
                  "--disable-sync", "--disable-gpu", "--disable-dev-shm-usage"]  # fmt: skip
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 LAPTOP = {"width": 1366, "height": 860}
-PHONE = {"width": 390, "height": 844}
+# Phone widths the pages must fit: the narrowest still sold (320 px), a common one, a recent one.
+PHONE_WIDTHS = (320, 375, 390)
 FLOWER_USER, FLOWER_PASSWORD = "watcher", "flower-test-password"
 # Generous bounds for a loaded 2-core machine; waits end as soon as the page is ready.
 PAGE_WAIT_MS = 180_000
@@ -106,6 +107,27 @@ DROP_TEXT_FILE = """() => {
 }"""
 
 
+# Puts a long zip member's name in the first tile and asks where its first and
+# last characters landed, relative to the tile's name box.
+LONG_NAME_IN_A_TILE = """() => {
+  const box = document.querySelector("#gallery .tile .filename");
+  const text = box.querySelector("bdi").firstChild;
+  text.textContent = "holiday-2024.zip/beach/a-long-sub-folder/another-one/IMG_0001.jpg";
+  const visible = box.getBoundingClientRect();
+  const range = document.createRange();
+  range.setStart(text, text.length - 4);
+  range.setEnd(text, text.length);
+  const extension = range.getBoundingClientRect();
+  range.setStart(text, 0);
+  range.setEnd(text, 7);
+  const beginning = range.getBoundingClientRect();
+  return {
+    extension_shown: extension.left >= visible.left && extension.right <= visible.right + 0.5,
+    beginning_hidden: beginning.left < visible.left,
+  };
+}"""
+
+
 def slow_down_batches(live_system, rate: str | None) -> None:
     from tasks.celery_app import app
 
@@ -119,7 +141,18 @@ def slow_down_batches(live_system, rate: str | None) -> None:
 
 
 def fits_width(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    """Nothing on the page is wider than the screen.
+
+    A mobile browser widens its layout viewport to fit content that overflows
+    (innerWidth grows past the device's width), so the viewport's own width
+    is part of the check.
+    """
+    return page.evaluate(
+        "document.scrollingElement.scrollWidth <= window.innerWidth && window.innerWidth === screen.width"
+        # Nor is any link of the top bar pushed off the screen inside it.
+        " && [...document.querySelectorAll('.topbar a, .topbar button')]"
+        "      .every(el => el.getBoundingClientRect().right <= window.innerWidth)"
+    )
 
 
 def test_sign_up_upload_watch_progress_gallery_and_csv(live_system, photos, classifier, screenshots, tmp_path):
@@ -229,24 +262,43 @@ def test_sign_up_upload_watch_progress_gallery_and_csv(live_system, photos, clas
         assert page.locator("#gallery .tile").count() >= 1
         page.screenshot(path=str(screenshots / "06-search.png"), full_page=True, animations="disabled")
 
-        # The same pages on a phone: nothing wider than the screen.
-        phone = browser.new_context(
-            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, storage_state=context.storage_state()
-        )
-        small = phone.new_page()
-        for name, url in (("upload", "/upload/"), ("jobs", "/jobs/"), ("job", f"/jobs/{job_id}/")):
-            small.goto(f"{web}{url}")
-            small.screenshot(path=str(screenshots / f"phone-{name}.png"), full_page=True, animations="disabled")
-            assert fits_width(small), name
-        small.goto(f"{web}/jobs/{job_id}/")
-        small.locator("#gallery .tile a").first.click()
-        small.wait_for_url(f"{job_url}items/*/")
-        small.screenshot(path=str(screenshots / "phone-image.png"), full_page=True, animations="disabled")
-        assert fits_width(small)
-        phone.close()
+        # The same pages on phones, down to 320 px: nothing wider than the screen.
+        for width in PHONE_WIDTHS:
+            phone = browser.new_context(
+                viewport={"width": width, "height": 740}, screen={"width": width, "height": 740},
+                device_scale_factor=2, is_mobile=True, has_touch=True, storage_state=context.storage_state(),
+            )  # fmt: skip
+            small = phone.new_page()
+            for name, url in (("upload", "/upload/"), ("jobs", "/jobs/"), ("job", f"/jobs/{job_id}/"),
+                              ("search", f"/search/?q={expected[0].label.split()[-1]}"), ("tokens", "/settings/tokens/")):  # fmt: skip
+                small.goto(f"{web}{url}")
+                small.screenshot(path=str(screenshots / f"phone-{width}-{name}.png"), full_page=True, animations="disabled")
+                assert fits_width(small), (width, name)
+            # A new token: its long key and the token list, on the page that shows the key once.
+            small.fill("#new-token-form input[name=name]", f"phone {width} px, a token with a long descriptive name")
+            small.click("#new-token-form button[type=submit]")
+            small.wait_for_selector("#new-key-value")
+            small.screenshot(path=str(screenshots / f"phone-{width}-new-token.png"), full_page=True, animations="disabled")
+            assert fits_width(small), (width, "new token")
+            # Post/Redirect/Get: reloading shows the list again, not the key, and makes no second token.
+            small.reload()
+            assert small.locator("#new-key-value").count() == 0
+            small.goto(f"{web}/jobs/{job_id}/")
+            # A zip member's long name loses its beginning, never its end.
+            name_ends = small.evaluate(LONG_NAME_IN_A_TILE)
+            assert name_ends == {"extension_shown": True, "beginning_hidden": True}, (width, name_ends)
+            small.locator("#gallery .tile a").first.click()
+            small.wait_for_url(f"{job_url}items/*/")
+            small.screenshot(path=str(screenshots / f"phone-{width}-image.png"), full_page=True, animations="disabled")
+            assert fits_width(small), (width, "image")
+            phone.close()
         context.close()
 
-    for name in ("01-upload", "02-job-running", "03-gallery", "04-image", "phone-job", "phone-image"):
+    from webapp.security.models import ApiToken
+
+    # One token per phone's form post, however often its page was loaded.
+    assert ApiToken.objects.filter(user__username="carol").count() == len(PHONE_WIDTHS)
+    for name in ("01-upload", "02-job-running", "03-gallery", "04-image", "phone-320-job", "phone-375-tokens"):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000, name
 
 
