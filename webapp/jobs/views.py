@@ -19,6 +19,7 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse, Strea
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import content_disposition_header
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.jobs import exports
@@ -67,7 +68,8 @@ def upload(request):
         return response
     except UploadLimitExceeded as error:
         minutes = -(-error.retry_after // 60)
-        message = f"{str(error).capitalize()}. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        wait = ngettext("Try again in %(n)d minute.", "Try again in %(n)d minutes.", minutes) % {"n": minutes}
+        message = f"{str(error).capitalize()}. {wait}"
         response = render(request, "jobs/upload.html", {**context, "error": message}, status=429)
         response["Retry-After"] = str(error.retry_after)
         return response
@@ -189,7 +191,10 @@ def job_cancel(request, job_id):
         if not cancelled:
             job.refresh_from_db()  # finished, or deleted by another request
     if cancelled:
-        messages.success(request, f"Cancelled: {job.finished_count} of {job.total} images had finished.")
+        messages.success(request, ngettext(
+            "Cancelled: %(done)d of %(total)d image had finished.",
+            "Cancelled: %(done)d of %(total)d images had finished.", job.total,
+        ) % {"done": job.finished_count, "total": job.total})  # fmt: skip
     else:
         messages.info(request, "The job had already finished; nothing to cancel.")
     return redirect(job)
@@ -204,7 +209,9 @@ def job_retry_failed(request, job_id):
         if not retried:
             job.refresh_from_db()  # not done yet, or deleted by another request
     if retried:
-        messages.success(request, f"{retried} failed image{'s' if retried != 1 else ''} sent to the workers again.")
+        messages.success(request, ngettext(
+            "%(n)d failed image sent to the workers again.", "%(n)d failed images sent to the workers again.", retried
+        ) % {"n": retried})  # fmt: skip
     else:
         messages.info(request, "Nothing to retry: only a finished job's failed images can be retried.")
     return redirect(job)
@@ -236,7 +243,9 @@ def job_delete(request, job_id):
     if request.method == "GET":
         return render(request, "jobs/job_delete.html", {"job": job})
     delete_job(job)
-    messages.success(request, f"Job {str(job_id)[:8]} and its {job.total} images were deleted.")
+    messages.success(request, ngettext(
+        "Job %(job)s and its %(n)d image were deleted.", "Job %(job)s and its %(n)d images were deleted.", job.total
+    ) % {"job": str(job_id)[:8], "n": job.total})  # fmt: skip
     return redirect("job-list")
 
 

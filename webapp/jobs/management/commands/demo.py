@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from webapp.security.models import ApiToken
 from webapp.stack import Stack, free_port
@@ -37,7 +38,8 @@ class Command(BaseCommand):
         log_dir = settings.STATE_DIR / "log"
         self.stdout.write(f"Starting broker, worker and web server (logs in {log_dir}) ...")
         with Stack(web_port=free_port(), log_dir=log_dir) as stack, _revoked_after(token):
-            self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {len(paths)} images.")
+            images_phrase = ngettext("%d image", "%d images", len(paths)) % len(paths)
+            self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {images_phrase}.")
             api = requests.Session()
             api.headers["Authorization"] = f"Token {key}"
             job = _submit(api, stack.web_url, paths)
