@@ -87,3 +87,12 @@ def test_admin_actions_cancel_open_jobs_and_retry_failed_items(client, staff, jo
     retried = Job.objects.get(pk=jobs["alice_done"].pk)
     assert (retried.status, retried.failed_count) == ("queued", 0)
     assert len(enqueued) == 1
+
+
+def test_a_job_in_the_admin_has_no_view_on_site_link_to_a_page_staff_cannot_open(client, staff, jobs):
+    # The job page answers its owner only; for staff it would be a 404.
+    job = jobs["bob_done"]
+    client.force_login(staff)
+    page = client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert "View on site" not in page and "/admin/r/" not in page
+    assert client.get(job.get_absolute_url()).status_code == 404

@@ -52,6 +52,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     inlines = [ItemInline]
     actions = ["retry_failed_items", "cancel_jobs"]
+    # The job page shows a job to its owner only: for any other staff member
+    # "View on site" would be a 404. This admin page is staff's view of a job.
+    view_on_site = False
 
     @admin.display(description="job", ordering="created_at")
     def short_id(self, job: Job) -> str:
