@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import ast
 import csv
+import html
+import json
 import os
+import re
 import shutil
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +28,8 @@ import pytest
 import requests
 
 from ml import load_pixels
-from tests.conftest import REPO, token_for
+from tests.conftest import REPO, SAMPLES, token_for
+from webapp.jobs.models import Job
 from webapp.stack import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -300,6 +305,30 @@ def test_sign_up_upload_watch_progress_gallery_and_csv(live_system, photos, clas
     assert ApiToken.objects.filter(user__username="carol").count() == len(PHONE_WIDTHS)
     for name in ("01-upload", "02-job-running", "03-gallery", "04-image", "phone-320-job", "phone-375-tokens"):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000, name
+
+
+def test_the_upload_pages_curl_example_works_as_written(live_system, alice, client, tmp_path):
+    """The page's "From a script" command, run by a shell in a folder holding photo1.jpg and photo2.jpg."""
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    client.force_login(alice)
+    host = live_system.web_url.removeprefix("http://")
+    page = client.get("/upload/", HTTP_HOST=host).content.decode()
+    command = html.unescape(re.search(r'<pre class="example" id="api-example">(.*?)</pre>', page, re.S).group(1))
+    # It names the token page and the API docs beside it.
+    assert 'href="/settings/tokens/"' in page and 'href="/api/docs/"' in page
+    shutil.copy(SAMPLES / "rocket.jpg", tmp_path / "photo1.jpg")
+    shutil.copy(SAMPLES / "grace_hopper.jpg", tmp_path / "photo2.jpg")
+
+    run = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env={**os.environ, "TOKEN": token_for(alice)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    created = json.loads(run.stdout)
+    # A new job of both photos, as the page promised.
+    assert (created["total"], created["rejected"]) == (2, [])
+    assert Job.objects.get(pk=created["id"]).owner == alice
 
 
 def flower_url(live_system, path: str = "/") -> str:
