@@ -65,6 +65,27 @@ def test_create_api_token_in_a_real_process_keeps_stdout_to_the_key(settings):
     assert ApiToken.objects.get(user__username="dave").key_hash == hash_key(run.stdout.strip())
 
 
+@pytest.mark.parametrize("case", ["missing", "a file", "no images"])
+def test_demo_with_a_bad_image_folder_says_so_in_one_line(tmp_path, case):
+    from tests.conftest import REPO
+
+    folder = {"missing": tmp_path / "holiday", "a file": tmp_path / "notes.txt", "no images": tmp_path}[case]
+    (tmp_path / "notes.txt").write_text("not a folder")
+    # What `make demo IMAGES=...` runs, as a real process: no broker, no server, no traceback.
+    run = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--images", str(folder)], cwd=REPO, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and run.stdout == ""
+    expected = {
+        "missing": f"image folder {folder} does not exist",
+        "a file": f"{folder} is not a folder",
+        "no images": f"no images (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in {folder}",
+    }[case]
+    [line] = run.stderr.splitlines()
+    assert line.startswith(f"CommandError: {expected}"), run.stderr
+
+
 def test_embedded_redis_is_a_real_server_and_stops():
     with EmbeddedRedis() as server:
         import redis

@@ -29,9 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the job")
 
     def handle(self, images, timeout, **options):
-        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if images.is_dir() else []
-        if not paths:
-            raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {images}")
+        paths = _images_in(images.expanduser())
         call_command("migrate", interactive=False, verbosity=0)
         token, key = _demo_token(lifetime=timedelta(seconds=timeout, hours=1))
 
@@ -85,6 +83,23 @@ class Command(BaseCommand):
         self.stdout.write(f"{'-' * file_width}  {'-' * label_width}  -----")
         for filename, label, score in rows:
             self.stdout.write(f"{filename:<{file_width}}  {label:<{label_width}}  {score}")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The image files directly in `folder`; CommandError (one line, no traceback) saying what is wrong."""
+    if not folder.exists():
+        raise CommandError(f"image folder {folder} does not exist (IMAGES= or --images must name a folder of images)")
+    if not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder (IMAGES= or --images must name a folder of images)")
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as error:
+        raise CommandError(f"cannot read image folder {folder}: {error.strerror}") from None
+    if not paths:
+        raise CommandError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}; subfolders are not searched"
+        )
+    return paths
 
 
 def _demo_token(lifetime: timedelta) -> tuple[ApiToken, str]:
