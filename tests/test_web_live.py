@@ -365,6 +365,21 @@ def test_flower_asks_for_the_password_and_shows_the_batches(live_system, alice, 
     assert item_ids <= covered, (item_ids, tasks)
 
 
+def test_flower_metrics_and_healthcheck_answer_without_the_password(live_system):
+    # Flower 2.2 exempts these two from basic auth (Prometheus and probes call
+    # them); README "Flower" says so. They carry task and worker names and
+    # counts, never task arguments. The UI and its API still want the password.
+    metrics = requests.get(flower_url(live_system, "/metrics"), timeout=10)
+    assert metrics.status_code == 200 and "flower_" in metrics.text
+    assert "Authorization" not in metrics.request.headers
+    assert requests.get(flower_url(live_system, "/healthcheck"), timeout=10).text == "OK"
+    for private in ("/", "/api/tasks", "/api/workers", "/tasks", "/workers"):
+        assert requests.get(flower_url(live_system, private), timeout=10).status_code == 401, private
+    # `make up` (this Stack) binds Flower to the loopback address only.
+    [flower] = [child for child in live_system.children if child.name == "flower"]
+    assert b"--address=127.0.0.1" in Path(f"/proc/{flower.process.pid}/cmdline").read_bytes()
+
+
 def _item_ids(args: str) -> list[int]:
     # Flower shows args as the repr of the call's arguments: "([12, 13], 'efficientnet-lite0')".
     try:
