@@ -29,6 +29,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils.translation import ngettext
 from kombu.exceptions import OperationalError as BrokerError
 
 from ml import ModelUnavailable, UnknownModel
@@ -105,7 +106,8 @@ class BatchTask(Task):
                 exhausted.append((pk, job_id))
             else:
                 retry_ids.append(pk)
-        failed = give_up(exhausted, f"timed out: no result within the {soft_limit} s limit on {limit} attempts")
+        tries = ngettext("%d attempt", "%d attempts", limit) % limit
+        failed = give_up(exhausted, f"timed out: no result within the {soft_limit} s limit on {tries}")
         released = Item.objects.release(retry_ids)
         # Items of a job cancelled meanwhile were released as cancelled: not sent.
         for item_id in Item.objects.filter(pk__in=retry_ids, status=Item.Status.QUEUED).values_list("pk", flat=True):
@@ -147,7 +149,8 @@ class BatchTask(Task):
         if isinstance(exc, EXPLAINED_ERRORS):
             reason = str(exc)
         elif isinstance(exc, TRANSIENT_ERRORS):
-            reason = f"gave up after {self.max_retries} retries: {type(exc).__name__} ({_first_line(exc)})"
+            retries = ngettext("%d retry", "%d retries", self.max_retries) % self.max_retries
+            reason = f"gave up after {retries}: {type(exc).__name__} ({_first_line(exc)})"
         else:
             reason = f"internal error while classifying this batch ({type(exc).__name__}); it is in the worker log"
         item_ids = item_ids_of(args, kwargs)

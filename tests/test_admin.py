@@ -73,7 +73,8 @@ def test_admin_actions_cancel_open_jobs_and_retry_failed_items(client, staff, jo
     client.force_login(staff)
     selected = [str(jobs["alice_open"].pk), str(jobs["alice_done"].pk)]
     response = client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": selected}, follow=True)
-    assert "1 jobs cancelled; 1 had already finished" in response.content.decode()
+    # Counted in words that agree with the numbers.
+    assert "1 job cancelled; 1 had already finished and was left as it was." in response.content.decode()
     assert Job.objects.get(pk=jobs["alice_open"].pk).status == "cancelled"
     assert Job.objects.get(pk=jobs["alice_done"].pk).status == "done"
 
@@ -82,7 +83,16 @@ def test_admin_actions_cancel_open_jobs_and_retry_failed_items(client, staff, jo
         response = client.post(
             "/admin/jobs/job/", {"action": "retry_failed_items", "_selected_action": selected}, follow=True
         )
-    assert "1 failed items queued again, from 2 selected jobs." in response.content.decode()
+    assert "1 failed item queued again, from 2 selected jobs." in response.content.decode()
     retried = Job.objects.get(pk=jobs["alice_done"].pk)
     assert (retried.status, retried.failed_count) == ("queued", 0)
     assert len(enqueued) == 1
+
+
+def test_a_job_in_the_admin_has_no_view_on_site_link_to_a_page_staff_cannot_open(client, staff, jobs):
+    # The job page answers its owner only; for staff it would be a 404.
+    job = jobs["bob_done"]
+    client.force_login(staff)
+    page = client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert "View on site" not in page and "/admin/r/" not in page
+    assert client.get(job.get_absolute_url()).status_code == 404

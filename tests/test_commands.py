@@ -2,6 +2,9 @@
 
 import io
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,9 +17,13 @@ from webapp.security.models import ApiToken, hash_key
 
 @pytest.mark.django_db
 def test_create_api_token_prints_only_a_working_key_and_creates_the_user():
-    out = io.StringIO()
-    call_command("create_api_token", "carol", stdout=out)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", "carol", stdout=out, stderr=err)
+    # stdout is the key and nothing else; the note about the new user is on stderr.
+    assert re.fullmatch(r"vq_[A-Za-z0-9_-]{43}\n", out.getvalue())
     key = out.getvalue().strip()
+    assert "Created user 'carol'" in err.getvalue()
+    assert "python manage.py changepassword carol" in err.getvalue()
     user = get_user_model().objects.get(username="carol")
     assert not user.has_usable_password()
     # Only the hash is stored; the key itself is nowhere in the database.
@@ -29,15 +36,54 @@ def test_create_api_token_prints_only_a_working_key_and_creates_the_user():
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/jobs/").status_code == 200
 
-    again = io.StringIO()
-    call_command("create_api_token", "carol", "--name", "nightly", "--expires-in-days", "7", stdout=again)
-    # A second run is a second, different token for the same user.
+    again, quiet = io.StringIO(), io.StringIO()
+    call_command("create_api_token", "carol", "--name", "nightly", "--expires-in-days", "7", stdout=again, stderr=quiet)
+    # A second run is a second, different token for the same user, and nothing to note.
     second = again.getvalue().strip()
+    assert quiet.getvalue() == ""
     assert second != key
     assert get_user_model().objects.filter(username="carol").count() == 1
     assert ApiToken.objects.filter(user=user).count() == 2
     nightly = ApiToken.objects.get(user=user, name="nightly")
     assert 6.9 < (nightly.expires_at - nightly.created_at).total_seconds() / 86400 < 7.1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_api_token_in_a_real_process_keeps_stdout_to_the_key(settings):
+    from django.db import connection
+
+    from tests.conftest import REPO, database_url
+
+    # What a script sees: TOKEN=$(python manage.py create_api_token dave).
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    run = subprocess.run(
+        [sys.executable, "manage.py", "create_api_token", "dave"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    assert re.fullmatch(r"vq_[A-Za-z0-9_-]{43}\n", run.stdout), run.stdout
+    assert "changepassword dave" in run.stderr
+    assert ApiToken.objects.get(user__username="dave").key_hash == hash_key(run.stdout.strip())
+
+
+@pytest.mark.parametrize("case", ["missing", "a file", "no images"])
+def test_demo_with_a_bad_image_folder_says_so_in_one_line(tmp_path, case):
+    from tests.conftest import REPO
+
+    folder = {"missing": tmp_path / "holiday", "a file": tmp_path / "notes.txt", "no images": tmp_path}[case]
+    (tmp_path / "notes.txt").write_text("not a folder")
+    # What `make demo IMAGES=...` runs, as a real process: no broker, no server, no traceback.
+    run = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--images", str(folder)], cwd=REPO, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and run.stdout == ""
+    expected = {
+        "missing": f"image folder {folder} does not exist",
+        "a file": f"{folder} is not a folder",
+        "no images": f"no images (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in {folder}",
+    }[case]
+    [line] = run.stderr.splitlines()
+    assert line.startswith(f"CommandError: {expected}"), run.stderr
 
 
 def test_embedded_redis_is_a_real_server_and_stops():

@@ -106,7 +106,7 @@ def test_the_upload_page_answers_429_with_the_reason(client, alice, settings):
     response = client.post("/upload/", {"images": images(1)})
     assert response.status_code == 429
     assert 1700 <= int(response["Retry-After"]) <= 1800
-    assert "Upload rate limit reached: 1 uploads per hour. Try again in 30 minutes." in response.content.decode()
+    assert "Upload rate limit reached: 1 upload per hour. Try again in 30 minutes." in response.content.decode()
     assert Job.objects.count() == 0
 
 

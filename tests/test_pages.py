@@ -186,6 +186,24 @@ def test_job_page_shows_progress_counts_and_a_tile_per_image(client, alice, fini
     assert "Retry 1 failed" in page and "results.csv" in page and "results.json" in page
 
 
+def test_a_tile_keeps_the_whole_name_for_the_end_first_truncation(client, alice):
+    job = make_job(alice, {"holiday.zip/folder/sub/IMG_0001.jpg": ("espresso", 0.9)})
+    client.force_login(alice)
+    page = body(client.get(f"/jobs/{job.pk}/"))
+    # The whole name, isolated for the right-to-left box that truncates it from the left; all of it in title=.
+    name = "holiday.zip/folder/sub/IMG_0001.jpg"
+    assert f'<span class="filename" title="{name}"><bdi>{name}</bdi></span>' in page
+
+
+def test_a_cancelled_image_says_it_did_not_run(client, alice):
+    job = make_job(alice, {"a.png": ("espresso", 0.9), "b.png": None})
+    client.force_login(alice)
+    client.post(f"/jobs/{job.pk}/cancel")
+    page = body(client.get(f"/jobs/{job.pk}/"))
+    # Plainly over, not an ellipsis that reads as still going.
+    assert "Cancelled (not run)" in page and "Cancelled…" not in page
+
+
 def test_an_open_job_page_polls_and_offers_cancel(client, alice):
     job = make_job(alice, {"a.png": ("espresso", 0.9), "b.png": None})
     client.force_login(alice)
@@ -198,7 +216,7 @@ def test_progress_endpoint_reports_counters_and_renders_the_asked_tiles(client, 
     job = make_job(alice, {"a.png": ("espresso", 0.9), "b.png": None, "c.png": "broken"})
     a, b, c = job.items.order_by("pk")
     client.force_login(alice)
-    data = client.get(f"/jobs/{job.pk}/progress?items={a.pk},{b.pk},999999,x").json()
+    data = client.get(f"/jobs/{job.pk}/progress?items={a.pk},{b.pk},999999").json()
     counters = (data["status"], data["is_open"], data["total"], data["succeeded"], data["failed"])
     assert counters == ("queued", True, 3, 1, 1)
     assert (data["finished"], data["percent"], data["progress"]) == (2, 66, pytest.approx(0.6667))

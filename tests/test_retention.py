@@ -147,7 +147,7 @@ def test_purge_command_and_beat_schedule_run_the_same_purge(alice, settings, dja
     out = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("purge_expired_jobs", stdout=out)
-    assert out.getvalue().strip() == "purged 1 jobs (retention 7 days) and 0 orphaned files"
+    assert out.getvalue().strip() == "purged 1 job (retention 7 days) and 0 orphaned files"
 
     from tasks.celery_app import app
     from tasks.maintenance import purge_expired_jobs_task

@@ -49,6 +49,12 @@ def test_retries_used_up_fail_the_open_items_with_the_reason(running_job):
     assert (running_job.status, running_job.failed_count) == ("done", 2)
 
 
+def test_one_retry_is_counted_in_the_singular(running_job, settings):
+    settings.VQ_TASK_MAX_RETRIES = 1
+    errors = fail_with(running_job, OperationalError("database is locked"))
+    assert errors == {"failed": "gave up after 1 retry: OperationalError (database is locked)"}
+
+
 def test_an_unexpected_error_fails_the_batch_without_showing_internals(running_job):
     errors = fail_with(running_job, KeyError("/srv/secret/path"))
     assert errors == {"failed": "internal error while classifying this batch (KeyError); it is in the worker log"}

@@ -17,28 +17,38 @@ def page(client, alice):
     return client
 
 
-def test_creating_a_token_shows_its_key_once_and_it_works(page, alice):
+def test_creating_a_token_redirects_then_shows_its_key_once_and_it_works(page, alice):
     response = page.post("/settings/tokens/", {"name": "laptop scripts", "expires_in_days": "30"})
-    assert response.status_code == 201
-    assert "no-store" in response["Cache-Control"]
+    # Post/Redirect/Get: reloading the page that shows the key must not post again.
+    assert (response.status_code, response["Location"]) == (302, "/settings/tokens/")
     token = ApiToken.objects.get(user=alice)
-    key = response.context["new_key"]
-    assert token.key_hash == hash_key(key) and key in response.content.decode()
-    assert (token.name, token.prefix) == ("laptop scripts", key[:10])
+    assert token.name == "laptop scripts"
     assert timedelta(days=29, hours=23) < token.expires_at - timezone.now() <= timedelta(days=30)
+
+    shown = page.get("/settings/tokens/")
+    assert shown.status_code == 200
+    assert "no-store" in shown["Cache-Control"]
+    key = shown.context["new_key"]
+    assert token.key_hash == hash_key(key) and token.prefix == key[:10]
+    assert shown.content.decode().count(f'value="{key}"') == 1
 
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/jobs/").status_code == 200
 
-    # Shown once: the list names the token by its prefix, never the key.
-    listing = page.get("/settings/tokens/").content.decode()
+    # Shown once: a reload names the token by its prefix, never the key, and makes no second token.
+    reloaded = page.get("/settings/tokens/")
+    listing = reloaded.content.decode()
+    assert reloaded.context["new_key"] is None
     assert "laptop scripts" in listing and f"{key[:10]}…" in listing
     assert key not in listing
+    assert ApiToken.objects.filter(user=alice).count() == 1
+    # Nor is it left in the session.
+    assert key not in str(dict(page.session))
 
 
 def test_a_token_that_never_expires_and_a_nameless_one(page, alice):
-    assert page.post("/settings/tokens/", {"name": "ci", "expires_in_days": ""}).status_code == 201
+    assert page.post("/settings/tokens/", {"name": "ci", "expires_in_days": ""}).status_code == 302
     assert ApiToken.objects.get(user=alice).expires_at is None
     refused = page.post("/settings/tokens/", {"name": "   ", "expires_in_days": ""})
     assert refused.status_code == 400

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import ast
 import csv
+import html
+import json
 import os
+import re
 import shutil
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +28,8 @@ import pytest
 import requests
 
 from ml import load_pixels
-from tests.conftest import REPO, token_for
+from tests.conftest import REPO, SAMPLES, token_for
+from webapp.jobs.models import Job
 from webapp.stack import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -34,7 +39,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
                  "--disable-sync", "--disable-gpu", "--disable-dev-shm-usage"]  # fmt: skip
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 LAPTOP = {"width": 1366, "height": 860}
-PHONE = {"width": 390, "height": 844}
+# Phone widths the pages must fit: the narrowest still sold (320 px), a common one, a recent one.
+PHONE_WIDTHS = (320, 375, 390)
 FLOWER_USER, FLOWER_PASSWORD = "watcher", "flower-test-password"
 # Generous bounds for a loaded 2-core machine; waits end as soon as the page is ready.
 PAGE_WAIT_MS = 180_000
@@ -106,6 +112,27 @@ DROP_TEXT_FILE = """() => {
 }"""
 
 
+# Puts a long zip member's name in the first tile and asks where its first and
+# last characters landed, relative to the tile's name box.
+LONG_NAME_IN_A_TILE = """() => {
+  const box = document.querySelector("#gallery .tile .filename");
+  const text = box.querySelector("bdi").firstChild;
+  text.textContent = "holiday-2024.zip/beach/a-long-sub-folder/another-one/IMG_0001.jpg";
+  const visible = box.getBoundingClientRect();
+  const range = document.createRange();
+  range.setStart(text, text.length - 4);
+  range.setEnd(text, text.length);
+  const extension = range.getBoundingClientRect();
+  range.setStart(text, 0);
+  range.setEnd(text, 7);
+  const beginning = range.getBoundingClientRect();
+  return {
+    extension_shown: extension.left >= visible.left && extension.right <= visible.right + 0.5,
+    beginning_hidden: beginning.left < visible.left,
+  };
+}"""
+
+
 def slow_down_batches(live_system, rate: str | None) -> None:
     from tasks.celery_app import app
 
@@ -119,7 +146,18 @@ def slow_down_batches(live_system, rate: str | None) -> None:
 
 
 def fits_width(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    """Nothing on the page is wider than the screen.
+
+    A mobile browser widens its layout viewport to fit content that overflows
+    (innerWidth grows past the device's width), so the viewport's own width
+    is part of the check.
+    """
+    return page.evaluate(
+        "document.scrollingElement.scrollWidth <= window.innerWidth && window.innerWidth === screen.width"
+        # Nor is any link of the top bar pushed off the screen inside it.
+        " && [...document.querySelectorAll('.topbar a, .topbar button')]"
+        "      .every(el => el.getBoundingClientRect().right <= window.innerWidth)"
+    )
 
 
 def test_sign_up_upload_watch_progress_gallery_and_csv(live_system, photos, classifier, screenshots, tmp_path):
@@ -229,25 +267,68 @@ def test_sign_up_upload_watch_progress_gallery_and_csv(live_system, photos, clas
         assert page.locator("#gallery .tile").count() >= 1
         page.screenshot(path=str(screenshots / "06-search.png"), full_page=True, animations="disabled")
 
-        # The same pages on a phone: nothing wider than the screen.
-        phone = browser.new_context(
-            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, storage_state=context.storage_state()
-        )
-        small = phone.new_page()
-        for name, url in (("upload", "/upload/"), ("jobs", "/jobs/"), ("job", f"/jobs/{job_id}/")):
-            small.goto(f"{web}{url}")
-            small.screenshot(path=str(screenshots / f"phone-{name}.png"), full_page=True, animations="disabled")
-            assert fits_width(small), name
-        small.goto(f"{web}/jobs/{job_id}/")
-        small.locator("#gallery .tile a").first.click()
-        small.wait_for_url(f"{job_url}items/*/")
-        small.screenshot(path=str(screenshots / "phone-image.png"), full_page=True, animations="disabled")
-        assert fits_width(small)
-        phone.close()
+        # The same pages on phones, down to 320 px: nothing wider than the screen.
+        for width in PHONE_WIDTHS:
+            phone = browser.new_context(
+                viewport={"width": width, "height": 740}, screen={"width": width, "height": 740},
+                device_scale_factor=2, is_mobile=True, has_touch=True, storage_state=context.storage_state(),
+            )  # fmt: skip
+            small = phone.new_page()
+            for name, url in (("upload", "/upload/"), ("jobs", "/jobs/"), ("job", f"/jobs/{job_id}/"),
+                              ("search", f"/search/?q={expected[0].label.split()[-1]}"), ("tokens", "/settings/tokens/")):  # fmt: skip
+                small.goto(f"{web}{url}")
+                small.screenshot(path=str(screenshots / f"phone-{width}-{name}.png"), full_page=True, animations="disabled")
+                assert fits_width(small), (width, name)
+            # A new token: its long key and the token list, on the page that shows the key once.
+            small.fill("#new-token-form input[name=name]", f"phone {width} px, a token with a long descriptive name")
+            small.click("#new-token-form button[type=submit]")
+            small.wait_for_selector("#new-key-value")
+            small.screenshot(path=str(screenshots / f"phone-{width}-new-token.png"), full_page=True, animations="disabled")
+            assert fits_width(small), (width, "new token")
+            # Post/Redirect/Get: reloading shows the list again, not the key, and makes no second token.
+            small.reload()
+            assert small.locator("#new-key-value").count() == 0
+            small.goto(f"{web}/jobs/{job_id}/")
+            # A zip member's long name loses its beginning, never its end.
+            name_ends = small.evaluate(LONG_NAME_IN_A_TILE)
+            assert name_ends == {"extension_shown": True, "beginning_hidden": True}, (width, name_ends)
+            small.locator("#gallery .tile a").first.click()
+            small.wait_for_url(f"{job_url}items/*/")
+            small.screenshot(path=str(screenshots / f"phone-{width}-image.png"), full_page=True, animations="disabled")
+            assert fits_width(small), (width, "image")
+            phone.close()
         context.close()
 
-    for name in ("01-upload", "02-job-running", "03-gallery", "04-image", "phone-job", "phone-image"):
+    from webapp.security.models import ApiToken
+
+    # One token per phone's form post, however often its page was loaded.
+    assert ApiToken.objects.filter(user__username="carol").count() == len(PHONE_WIDTHS)
+    for name in ("01-upload", "02-job-running", "03-gallery", "04-image", "phone-320-job", "phone-375-tokens"):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000, name
+
+
+def test_the_upload_pages_curl_example_works_as_written(live_system, alice, client, tmp_path):
+    """The page's "From a script" command, run by a shell in a folder holding photo1.jpg and photo2.jpg."""
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    client.force_login(alice)
+    host = live_system.web_url.removeprefix("http://")
+    page = client.get("/upload/", HTTP_HOST=host).content.decode()
+    command = html.unescape(re.search(r'<pre class="example" id="api-example">(.*?)</pre>', page, re.S).group(1))
+    # It names the token page and the API docs beside it.
+    assert 'href="/settings/tokens/"' in page and 'href="/api/docs/"' in page
+    shutil.copy(SAMPLES / "rocket.jpg", tmp_path / "photo1.jpg")
+    shutil.copy(SAMPLES / "grace_hopper.jpg", tmp_path / "photo2.jpg")
+
+    run = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env={**os.environ, "TOKEN": token_for(alice)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    created = json.loads(run.stdout)
+    # A new job of both photos, as the page promised.
+    assert (created["total"], created["rejected"]) == (2, [])
+    assert Job.objects.get(pk=created["id"]).owner == alice
 
 
 def flower_url(live_system, path: str = "/") -> str:
@@ -282,6 +363,21 @@ def test_flower_asks_for_the_password_and_shows_the_batches(live_system, alice, 
             break
         time.sleep(0.5)
     assert item_ids <= covered, (item_ids, tasks)
+
+
+def test_flower_metrics_and_healthcheck_answer_without_the_password(live_system):
+    # Flower 2.2 exempts these two from basic auth (Prometheus and probes call
+    # them); README "Flower" says so. They carry task and worker names and
+    # counts, never task arguments. The UI and its API still want the password.
+    metrics = requests.get(flower_url(live_system, "/metrics"), timeout=10)
+    assert metrics.status_code == 200 and "flower_" in metrics.text
+    assert "Authorization" not in metrics.request.headers
+    assert requests.get(flower_url(live_system, "/healthcheck"), timeout=10).text == "OK"
+    for private in ("/", "/api/tasks", "/api/workers", "/tasks", "/workers"):
+        assert requests.get(flower_url(live_system, private), timeout=10).status_code == 401, private
+    # `make up` (this Stack) binds Flower to the loopback address only.
+    [flower] = [child for child in live_system.children if child.name == "flower"]
+    assert b"--address=127.0.0.1" in Path(f"/proc/{flower.process.pid}/cmdline").read_bytes()
 
 
 def _item_ids(args: str) -> list[int]:

@@ -44,6 +44,8 @@ MIDDLEWARE = [
     # First: probes and scrapes are answered before the Host check and the
     # HTTPS redirect, since kubelets and Prometheus call pod IPs over plain HTTP.
     "webapp.ops.middleware.OpsEndpointsMiddleware",
+    # Outside everything that can fail: an error under /api/ answers JSON, DEBUG or not.
+    "webapp.errors.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body: oversize and over-limit uploads get a clear 4xx.
     "webapp.jobs.limits.RequestLimitsMiddleware",

@@ -19,5 +19,6 @@ urlpatterns = [
 ]
 
 handler400 = "webapp.errors.bad_request"
+handler403 = "webapp.errors.permission_denied"
 handler404 = "webapp.errors.not_found"
 handler500 = "webapp.errors.server_error"

@@ -11,6 +11,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import ngettext
 
 from webapp.jobs import services
 from webapp.jobs.models import Item, Job
@@ -51,6 +52,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     inlines = [ItemInline]
     actions = ["retry_failed_items", "cancel_jobs"]
+    # The job page shows a job to its owner only: for any other staff member
+    # "View on site" would be a 404. This admin page is staff's view of a job.
+    view_on_site = False
 
     @admin.display(description="job", ordering="created_at")
     def short_id(self, job: Job) -> str:
@@ -73,7 +77,10 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def retry_failed_items(self, request, queryset):
         jobs = list(queryset)
         retried = sum(services.retry_failed(job) for job in jobs)
-        self.message_user(request, f"{retried} failed items queued again, from {len(jobs)} selected jobs.")
+        self.message_user(request, ngettext(
+            "%(items)s queued again, from %(n)d selected job.", "%(items)s queued again, from %(n)d selected jobs.",
+            len(jobs),
+        ) % {"items": ngettext("%d failed item", "%d failed items", retried) % retried, "n": len(jobs)})  # fmt: skip
 
     @admin.action(description="Cancel the selected jobs", permissions=["manage"])
     def cancel_jobs(self, request, queryset):
@@ -81,9 +88,11 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         cancelled = sum(services.cancel(job) for job in jobs)
         skipped = len(jobs) - cancelled
         level = messages.SUCCESS if cancelled else messages.WARNING
-        self.message_user(
-            request, f"{cancelled} jobs cancelled; {skipped} had already finished and were left as they were.", level
-        )
+        self.message_user(request, "; ".join([
+            ngettext("%d job cancelled", "%d jobs cancelled", cancelled) % cancelled,
+            ngettext("%d had already finished and was left as it was.",
+                     "%d had already finished and were left as they were.", skipped) % skipped,
+        ]), level)  # fmt: skip
 
 
 @admin.register(Item)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -221,8 +223,11 @@ class JobViewSet(
     def cancel(self, request, pk=None):
         """Stop an open job: 200 with the job, or 409 if it had already finished."""
         job = self.get_object()
-        if not services.cancel(job):
-            job.refresh_from_db()
+        with _deleted_meanwhile_is_404():
+            cancelled = services.cancel(job)
+            if not cancelled:
+                job.refresh_from_db()
+        if not cancelled:
             return Response(
                 {"detail": f"job is {job.status}; only a queued or running job can be cancelled"},
                 status=status.HTTP_409_CONFLICT,
@@ -233,5 +238,16 @@ class JobViewSet(
     def retry_failed(self, request, pk=None):
         """Queue a done job's failed items again: 200 {"retried": n, "job": {...}}."""
         job = self.get_object()
-        retried = services.retry_failed(job)
+        with _deleted_meanwhile_is_404():
+            retried = services.retry_failed(job)
+            job.refresh_from_db()  # also when nothing was retried: the job may be gone
         return Response({"retried": retried, "job": JobSerializer(job).data})
+
+
+@contextmanager
+def _deleted_meanwhile_is_404():
+    """A job deleted by another request after this one looked it up is not found, like any missing job."""
+    try:
+        yield
+    except Job.DoesNotExist:
+        raise NotFound() from None

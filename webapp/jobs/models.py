@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,8 @@ class ItemQuerySet(models.QuerySet):
 
 
 def gave_up_message(attempts: int) -> str:
-    return (
-        f"gave up after {attempts} attempts: each one timed out or its worker stopped "
-        "(the picture may be too slow or crash the decoder)"
-    )
+    tries = ngettext("after %d attempt: it", "after %d attempts: each one", attempts) % attempts
+    return f"gave up {tries} timed out or its worker stopped (the picture may be too slow or crash the decoder)"
 
 
 def give_up(item_and_job_ids: Iterable[tuple[int, uuid.UUID]], error: str) -> int:

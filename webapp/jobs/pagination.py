@@ -1,6 +1,8 @@
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from webapp.jobs.params import MAX_ID, whole_number
+
 
 class Pagination(PageNumberPagination):
     """?page=N&page_size=M (at most 500) on every list in the API."""
@@ -15,8 +17,11 @@ class Pagination(PageNumberPagination):
         return _whole_number(request, self.page_query_param, "a whole number from 1") or 1
 
     def get_page_size(self, request):
-        size = _whole_number(request, self.page_size_query_param, f"a whole number from 1 to {self.max_page_size}")
-        return self.page_size if size is None else min(size, self.max_page_size)
+        size = _whole_number(
+            request, self.page_size_query_param, f"a whole number from 1 to {self.max_page_size}",
+            highest=self.max_page_size, clamp=True,
+        )  # fmt: skip
+        return self.page_size if size is None else size
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
@@ -27,11 +32,12 @@ class Pagination(PageNumberPagination):
         return parameters
 
 
-def _whole_number(request, name: str, expected: str) -> int | None:
-    """The query parameter as a number >= 1, None when absent; 400 when malformed."""
+def _whole_number(request, name: str, expected: str, highest: int = MAX_ID, clamp: bool = False) -> int | None:
+    """The query parameter as a number from 1, None when absent; 400 when malformed."""
     values = request.query_params.getlist(name)
     if not values:
         return None
-    if len(values) > 1 or not (values[0].isascii() and values[0].isdigit()) or int(values[0]) < 1:
+    number = whole_number(values[0], highest, clamp) if len(values) == 1 else None
+    if number is None:
         raise ValidationError({name: [expected]})
-    return int(values[0])
+    return number

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.translation import ngettext
 
 from ml import available_models
 from tasks.dispatch import broker_is_reachable, enqueue_job_or_leave_queued
@@ -74,7 +75,8 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
         raise JobRequestError("no files were sent; attach one or more images in the field 'images'")
     if len(uploads) > settings.VQ_MAX_FILES_PER_JOB:
         raise JobRequestError(
-            f"{len(uploads)} files were sent; the limit is {settings.VQ_MAX_FILES_PER_JOB} per job"
+            ngettext("%d file was sent", "%d files were sent", len(uploads)) % len(uploads)
+            + f"; the limit is {settings.VQ_MAX_FILES_PER_JOB} per job"
         )
     if not broker_is_reachable():
         # Refuse before storing anything: a job the workers cannot hear of would only wait.

@@ -7,6 +7,7 @@ item or file answers 404 exactly like an id that does not exist.
 from __future__ import annotations
 
 import mimetypes
+from contextlib import contextmanager
 from urllib.parse import quote
 
 from django.conf import settings
@@ -18,10 +19,12 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse, Strea
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import content_disposition_header
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.jobs import exports
 from webapp.jobs.models import Item, Job
+from webapp.jobs.params import id_list
 from webapp.jobs.services import (
     JobRequestError,
     UploadLimitExceeded,
@@ -65,7 +68,8 @@ def upload(request):
         return response
     except UploadLimitExceeded as error:
         minutes = -(-error.retry_after // 60)
-        message = f"{str(error).capitalize()}. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        wait = ngettext("Try again in %(n)d minute.", "Try again in %(n)d minutes.", minutes) % {"n": minutes}
+        message = f"{str(error).capitalize()}. {wait}"
         response = render(request, "jobs/upload.html", {**context, "error": message}, status=429)
         response["Retry-After"] = str(error.retry_after)
         return response
@@ -107,6 +111,15 @@ def _owned_job(request, job_id) -> Job:
     return get_object_or_404(Job, pk=job_id, owner=request.user)
 
 
+@contextmanager
+def _deleted_meanwhile_is_404():
+    """A job deleted by another request after this one looked it up is not found, like any missing job."""
+    try:
+        yield
+    except Job.DoesNotExist:
+        raise Http404("job deleted meanwhile") from None
+
+
 @login_required
 @require_GET
 def job_detail(request, job_id):
@@ -129,7 +142,10 @@ def job_progress(request, job_id):
     its status and its tile's HTML, rendered by the same template as the page.
     """
     job = _owned_job(request, job_id)
-    wanted = _parse_ids(request.GET.get("items", ""))[:MAX_POLLED_ITEMS]
+    try:
+        wanted = id_list(request.GET.get("items", ""), most=MAX_POLLED_ITEMS)
+    except ValueError as error:
+        return JsonResponse({"detail": f"items: {error}"}, status=400)
     items = job.items.filter(pk__in=wanted).order_by("pk") if wanted else []
     return JsonResponse(
         {
@@ -161,10 +177,6 @@ def _actions_key(job: Job) -> str:
     return f"{job.status}:{job.failed_count}"
 
 
-def _parse_ids(raw: str) -> list[int]:
-    return [int(part) for part in raw.split(",") if part.strip().isdigit()]
-
-
 def _percent(job: Job) -> int:
     # Floor, so "100%" appears only when every item has finished.
     return int(job.progress * 100)
@@ -174,8 +186,15 @@ def _percent(job: Job) -> int:
 @require_POST
 def job_cancel(request, job_id):
     job = _owned_job(request, job_id)
-    if cancel(job):
-        messages.success(request, f"Cancelled: {job.finished_count} of {job.total} images had finished.")
+    with _deleted_meanwhile_is_404():
+        cancelled = cancel(job)
+        if not cancelled:
+            job.refresh_from_db()  # finished, or deleted by another request
+    if cancelled:
+        messages.success(request, ngettext(
+            "Cancelled: %(done)d of %(total)d image had finished.",
+            "Cancelled: %(done)d of %(total)d images had finished.", job.total,
+        ) % {"done": job.finished_count, "total": job.total})  # fmt: skip
     else:
         messages.info(request, "The job had already finished; nothing to cancel.")
     return redirect(job)
@@ -185,9 +204,14 @@ def job_cancel(request, job_id):
 @require_POST
 def job_retry_failed(request, job_id):
     job = _owned_job(request, job_id)
-    retried = retry_failed(job)
+    with _deleted_meanwhile_is_404():
+        retried = retry_failed(job)
+        if not retried:
+            job.refresh_from_db()  # not done yet, or deleted by another request
     if retried:
-        messages.success(request, f"{retried} failed image{'s' if retried != 1 else ''} sent to the workers again.")
+        messages.success(request, ngettext(
+            "%(n)d failed image sent to the workers again.", "%(n)d failed images sent to the workers again.", retried
+        ) % {"n": retried})  # fmt: skip
     else:
         messages.info(request, "Nothing to retry: only a finished job's failed images can be retried.")
     return redirect(job)
@@ -219,7 +243,9 @@ def job_delete(request, job_id):
     if request.method == "GET":
         return render(request, "jobs/job_delete.html", {"job": job})
     delete_job(job)
-    messages.success(request, f"Job {str(job_id)[:8]} and its {job.total} images were deleted.")
+    messages.success(request, ngettext(
+        "Job %(job)s and its %(n)d image were deleted.", "Job %(job)s and its %(n)d images were deleted.", job.total
+    ) % {"job": str(job_id)[:8], "n": job.total})  # fmt: skip
     return redirect("job-list")
 
 
@@ -251,7 +277,8 @@ def item_detail(request, job_id, item_id):
 @require_GET
 def search(request):
     """Every image of mine whose top-1 label contains the query, newest job first."""
-    query = request.GET.get("q", "").strip()[:128]
+    # NUL never matches a label, and PostgreSQL refuses it in a query.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:128]
     page = None
     if query:
         found = (

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from webapp.security.models import SignupRecord, UploadLimits, UploadRecord
 
@@ -83,8 +84,9 @@ def check_upload_allowed(user, images: int, now: datetime | None = None) -> None
     limits = limits_for(user)
     if limits.images_per_day and images > limits.images_per_day:
         raise UploadTooLargeForQuota(
-            f"{images} images in one upload is more than your quota of {limits.images_per_day} "
-            f"images per 24 hours; send fewer at a time"
+            f"{images} images in one upload is more than your quota of "
+            + ngettext("%d image", "%d images", limits.images_per_day) % limits.images_per_day
+            + " per 24 hours; send fewer at a time"
         )
     if limits.uploads_per_hour:
         recent = list(
@@ -96,7 +98,9 @@ def check_upload_allowed(user, images: int, now: datetime | None = None) -> None
             # The upload that has to age out of the window before one more fits.
             frees_a_slot = recent[len(recent) - limits.uploads_per_hour]
             raise UploadLimitExceeded(
-                f"upload rate limit reached: {limits.uploads_per_hour} uploads per hour",
+                "upload rate limit reached: "
+                + ngettext("%d upload", "%d uploads", limits.uploads_per_hour) % limits.uploads_per_hour
+                + " per hour",
                 _seconds_until(frees_a_slot + RATE_WINDOW, now),
             )
     if limits.images_per_day:
@@ -114,8 +118,9 @@ def check_upload_allowed(user, images: int, now: datetime | None = None) -> None
                 if freed >= to_free:
                     break
             raise UploadLimitExceeded(
-                f"daily image quota reached: {used} of {limits.images_per_day} images used in the last "
-                f"24 hours, and this upload has {images}",
+                f"daily image quota reached: {used} of "
+                + ngettext("%d image", "%d images", limits.images_per_day) % limits.images_per_day
+                + f" used in the last 24 hours, and this upload has {images}",
                 _seconds_until(created_at + QUOTA_WINDOW, now),
             )
 

@@ -28,23 +28,30 @@ class NewTokenForm(forms.Form):
         return self.cleaned_data["name"].strip()
 
 
-@never_cache  # the answer to a POST carries the new key: no copy in any cache
+# The session holds a new key from the POST until the next GET shows it, once.
+NEW_KEY_SESSION_KEY = "vq-new-api-token"
+
+
+@never_cache  # the page after a POST carries the new key: no copy in any cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request):
-    form = NewTokenForm(request.POST or None)
-    new_key = None
-    status = 200
+    """Post/Redirect/Get: a POST makes one token and redirects; the GET shows its key once.
+
+    So reloading the page never makes a second token.
+    """
     if request.method == "POST":
+        form = NewTokenForm(request.POST)
         if form.is_valid():
             days = form.cleaned_data["expires_in_days"]
             expires_at = timezone.now() + timedelta(days=days) if days else None
-            token, new_key = ApiToken.objects.issue(request.user, form.cleaned_data["name"], expires_at)
-            # Rendered here, never stored or redirected with: this page is the only time it is shown.
-            form = NewTokenForm()
-            status = 201
-        else:
-            status = 400
+            _, key = ApiToken.objects.issue(request.user, form.cleaned_data["name"], expires_at)
+            request.session[NEW_KEY_SESSION_KEY] = key
+            return redirect("token-list")
+        status, new_key = 400, None
+    else:
+        # Shown by this answer, then forgotten: the next GET does not have it.
+        form, status, new_key = NewTokenForm(), 200, request.session.pop(NEW_KEY_SESSION_KEY, None)
     context = {
         "form": form,
         "new_key": new_key,

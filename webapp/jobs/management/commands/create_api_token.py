@@ -9,7 +9,8 @@ from webapp.security.models import ApiToken
 
 class Command(BaseCommand):
     help = (
-        "Create USERNAME if needed (without a password), give them a new API token and print only its key. "
+        "Create USERNAME if needed (without a password: set one with `manage.py changepassword USERNAME`), "
+        "give them a new API token and print only its key on stdout (notes go to stderr). "
         "Each run makes another token; revoke old ones on the Tokens page or with DELETE /api/tokens/{id}/."
     )
 
@@ -27,5 +28,10 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         _, key = ApiToken.objects.issue(user, name, expires_at)
-        # Only the key on stdout, so scripts can do TOKEN=$(... create_api_token bob).
+        # Notes on stderr, only the key on stdout, so scripts can do TOKEN=$(... create_api_token bob).
+        if created:
+            self.stderr.write(
+                f"Created user {username!r} without a password; to log in to the web UI, set one with "
+                f"`python manage.py changepassword {username}`."
+            )
         self.stdout.write(key)

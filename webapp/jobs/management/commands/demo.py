@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from webapp.security.models import ApiToken
 from webapp.stack import Stack, free_port
@@ -28,16 +29,15 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the job")
 
     def handle(self, images, timeout, **options):
-        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if images.is_dir() else []
-        if not paths:
-            raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {images}")
+        paths = _images_in(images.expanduser())
         call_command("migrate", interactive=False, verbosity=0)
         token, key = _demo_token(lifetime=timedelta(seconds=timeout, hours=1))
 
         log_dir = settings.STATE_DIR / "log"
         self.stdout.write(f"Starting broker, worker and web server (logs in {log_dir}) ...")
         with Stack(web_port=free_port(), log_dir=log_dir) as stack, _revoked_after(token):
-            self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {len(paths)} images.")
+            images_phrase = ngettext("%d image", "%d images", len(paths)) % len(paths)
+            self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {images_phrase}.")
             api = requests.Session()
             api.headers["Authorization"] = f"Token {key}"
             job = _submit(api, stack.web_url, paths)
@@ -83,6 +83,23 @@ class Command(BaseCommand):
         self.stdout.write(f"{'-' * file_width}  {'-' * label_width}  -----")
         for filename, label, score in rows:
             self.stdout.write(f"{filename:<{file_width}}  {label:<{label_width}}  {score}")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The image files directly in `folder`; CommandError (one line, no traceback) saying what is wrong."""
+    if not folder.exists():
+        raise CommandError(f"image folder {folder} does not exist (IMAGES= or --images must name a folder of images)")
+    if not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder (IMAGES= or --images must name a folder of images)")
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as error:
+        raise CommandError(f"cannot read image folder {folder}: {error.strerror}") from None
+    if not paths:
+        raise CommandError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}; subfolders are not searched"
+        )
+    return paths
 
 
 def _demo_token(lifetime: timedelta) -> tuple[ApiToken, str]:

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from webapp.jobs.retention import purge_expired_jobs, sweep_orphan_files
 
@@ -14,4 +15,6 @@ class Command(BaseCommand):
         purged = purge_expired_jobs()
         orphans = sweep_orphan_files()
         retention = f"{settings.VQ_RETENTION_DAYS} days" if settings.VQ_RETENTION_DAYS > 0 else "off"
-        self.stdout.write(f"purged {purged} jobs (retention {retention}) and {orphans} orphaned files")
+        jobs = ngettext("%d job", "%d jobs", purged) % purged
+        files = ngettext("%d orphaned file", "%d orphaned files", orphans) % orphans
+        self.stdout.write(f"purged {jobs} (retention {retention}) and {files}")
