@@ -168,6 +168,8 @@ def test_compose_gpu_worker_reserves_gpus_and_optional_parts_sit_in_profiles(com
     assert services["cpu-worker"]["environment"]["VQ_METRICS_PORT"] == "9808"
     # Flower's /metrics answers without its password: its port is published on the loopback address only.
     assert [(port["host_ip"], port["published"]) for port in services["flower"]["ports"]] == [("127.0.0.1", "5555")]
+    # Prometheus has no login at all: the same.
+    assert [(port["host_ip"], port["published"]) for port in services["prometheus"]["ports"]] == [("127.0.0.1", "9090")]
 
 
 def test_compose_refuses_to_start_without_secrets():
