@@ -362,6 +362,79 @@ def test_an_enqueue_that_fails_after_commit_leaves_the_job_queued_for_the_reaper
     assert_each_item_succeeded_once(job)
 
 
+def failed_job(owner, media_root: Path) -> Job:
+    """A done job whose one item failed: a readable photo, so a retry can succeed."""
+    job, _ = make_job(owner, media_root, photos=1)
+    job.items.update(status="failed", error="the stored file is missing", attempts=1, finished_at=job.created_at)
+    Job.objects.filter(pk=job.pk).update(status="done", failed_count=1, finished_at=job.created_at)
+    return Job.objects.get(pk=job.pk)
+
+
+def rows_of(job: Job) -> tuple:
+    job = Job.objects.get(pk=job.pk)
+    item = job.items.values("status", "error", "attempts", "attempts_at_retry", "finished_at").get()
+    return (job.status, job.failed_count, job.finished_at), item
+
+
+@contextlib.contextmanager
+def redis_paused():
+    """The broker stops answering but keeps its connections open, as a frozen or cut-off server does."""
+    os.kill(SESSION_REDIS.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(SESSION_REDIS.process.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def redis_stopped():
+    SESSION_REDIS.stop()
+    try:
+        yield
+    finally:
+        SESSION_REDIS.start()
+
+
+@pytest.mark.skipif(SESSION_REDIS is None, reason="needs the embedded Redis of the test run, to stop and start it")
+def test_retry_while_redis_is_down_is_a_503_that_changes_nothing_and_works_once_it_is_back(
+    fault_system, alice, api, client, django_user_model
+):
+    from webapp.jobs.services import retry_failed
+
+    job = failed_job(alice, fault_system.media_root)
+    before = rows_of(job)
+    staff = django_user_model.objects.create_superuser("root", password="root-secret-pw")
+    for outage in (redis_stopped, redis_paused):
+        with outage():
+            # The API answers at once (the guard below is the HTTP timeout, far above the broker check's 1 s).
+            refused = api.post(f"{api.base}/api/jobs/{job.pk}/retry-failed/", timeout=30)
+            assert refused.status_code == 503, (outage.__name__, refused.text)
+            assert refused.headers["Retry-After"] == "30"
+            assert "not answering" in refused.json()["detail"] and "nothing was retried" in refused.json()["detail"]
+            # The job page says the same, with the same status.
+            client.force_login(alice)
+            page = client.post(f"/jobs/{job.pk}/retry-failed")
+            assert page.status_code == 503 and page["Retry-After"] == "30"
+            assert "The job queue (Redis) is not answering; nothing was retried" in page.content.decode()
+            # So does the admin action.
+            client.force_login(staff)
+            admin = client.post(
+                "/admin/jobs/job/", {"action": "retry_failed_items", "_selected_action": [str(job.pk)]}, follow=True
+            )
+            assert "The job queue (Redis) is not answering; nothing was retried" in admin.content.decode()
+            # Nothing moved: still done, still failed, the same error and attempt counters.
+            assert rows_of(job) == before, outage.__name__
+
+    # Redis is back: the same retry goes through and the item runs again.
+    retried = api.post(f"{api.base}/api/jobs/{job.pk}/retry-failed/", timeout=30)
+    assert retried.status_code == 200 and retried.json()["retried"] == 1, retried.text
+    finished = wait_until(lambda: job_finished(job), what="the retried job")
+    assert (finished.status, finished.succeeded_count, finished.failed_count) == ("done", 1, 0)
+    item = finished.items.get()
+    assert (item.status, item.attempts, item.attempts_at_retry, len(item.predictions)) == ("succeeded", 2, 1, 5)
+    assert retry_failed(finished) == 0
+
+
 # --- Delivery, commit and missing rows ---------------------------------------------
 
 

@@ -76,7 +76,20 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry failed items of the selected done jobs", permissions=["manage"])
     def retry_failed_items(self, request, queryset):
         jobs = list(queryset)
-        retried = sum(services.retry_failed(job) for job in jobs)
+        retried = 0
+        for done, job in enumerate(jobs):
+            try:
+                retried += services.retry_failed(job)
+            except services.QueueUnavailable as error:
+                reason = str(error)
+                if done:
+                    items = ngettext("%d failed item was", "%d failed items were", retried) % retried
+                    reason = (
+                        f"the job queue (Redis) stopped answering: {items} queued again, from the first {done} of "
+                        f"{len(jobs)} selected jobs; the others were left as they were, please try again in a minute"
+                    )
+                self.message_user(request, f"{reason[:1].upper()}{reason[1:]}.", messages.ERROR)
+                return
         self.message_user(request, ngettext(
             "%(items)s queued again, from %(n)d selected job.", "%(items)s queued again, from %(n)d selected jobs.",
             len(jobs),

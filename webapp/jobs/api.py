@@ -107,6 +107,10 @@ RETRY_AFTER = OpenApiParameter(
     "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[429],
     description="seconds until the upload would be accepted",
 )  # fmt: skip
+BROKER_RETRY_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[503],
+    description="seconds to wait before trying again",
+)  # fmt: skip
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours, or no such page")
 NO_SUCH_PAGE = OpenApiResponse(DetailSerializer, description="no such page")
 BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_size is not a whole number from 1")
@@ -147,8 +151,14 @@ BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_s
     retry_failed=extend_schema(
         summary="Send a done job's failed images through the workers again",
         request=None,
-        responses={200: RetriedSerializer, 404: NOT_FOUND},
-    ),
+        parameters=[BROKER_RETRY_AFTER],
+        responses={
+            200: RetriedSerializer, 404: NOT_FOUND,
+            503: OpenApiResponse(
+                DetailSerializer, description="the job queue (Redis) is not answering: nothing was retried"
+            ),
+        },
+    ),  # fmt: skip
     results=extend_schema(
         summary="Per-image results, in upload order",
         parameters=[
@@ -238,9 +248,16 @@ class JobViewSet(
     def retry_failed(self, request, pk=None):
         """Queue a done job's failed items again: 200 {"retried": n, "job": {...}}."""
         job = self.get_object()
-        with _deleted_meanwhile_is_404():
-            retried = services.retry_failed(job)
-            job.refresh_from_db()  # also when nothing was retried: the job may be gone
+        try:
+            with _deleted_meanwhile_is_404():
+                retried = services.retry_failed(job)
+                job.refresh_from_db()  # also when nothing was retried: the job may be gone
+        except QueueUnavailable as error:
+            return Response(
+                {"detail": str(error)},
+                status=error.status_code,
+                headers={"Retry-After": str(error.retry_after_seconds)},
+            )
         return Response({"retried": retried, "job": JobSerializer(job).data})
 
 

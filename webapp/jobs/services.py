@@ -22,7 +22,9 @@ from webapp.jobs.uploads import expand_uploads
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
 
-__all__ = ["JobRequestError", "UploadLimitExceeded", "cancel", "create_job", "delete_job", "retry_failed"]
+__all__ = [
+    "JobRequestError", "QueueUnavailable", "UploadLimitExceeded", "cancel", "create_job", "delete_job", "retry_failed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,21 @@ def cancel(job: Job) -> bool:
 
 
 def retry_failed(job: Job) -> int:
-    """Send a done job's failed items through the workers again; returns how many."""
+    """Send a done job's failed items through the workers again; returns how many.
+
+    Raises QueueUnavailable when the broker does not answer: then nothing
+    changes, the items stay `failed` with their errors and attempt counts.
+    """
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.DONE, items__status=Item.Status.FAILED).exists():
+        return 0
+    if not broker_is_reachable():
+        # Checked before any row changes, as for a new upload. Should the
+        # broker go in the moment between this check and the publish, the
+        # items wait `queued` and the reaper sends them once it is back.
+        raise QueueUnavailable(
+            "the job queue (Redis) is not answering; nothing was retried and the failed images stay as they were, "
+            "please try again in a minute"
+        )
     with transaction.atomic():
         retried = requeue_failed_items(job)
         if retried:
