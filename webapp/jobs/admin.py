@@ -48,7 +48,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     fields = ["id", "owner", "status", "model_name", "total", "succeeded_count", "failed_count",
-              "created_at", "started_at", "finished_at", "items_link"]  # fmt: skip
+              "created_at", "started_at", "finished_at", "retried_at", "items_link"]  # fmt: skip
     readonly_fields = fields
     inlines = [ItemInline]
     actions = ["retry_failed_items", "cancel_jobs"]

@@ -44,6 +44,10 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The job's run is timed from here when set (its log line's queued= and total=).
+    retried_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its owner last sent its failed items through the workers again."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -251,15 +255,17 @@ def finish_if_complete(job_id: uuid.UUID, now=None) -> bool:
 def _log_job_done(job_id: uuid.UUID) -> None:
     # One line per job, written by whichever process finished it.
     job = Job.objects.get(pk=job_id)
-    waited = (job.started_at - job.created_at).total_seconds() if job.started_at else 0.0
-    took = (job.finished_at - job.created_at).total_seconds()
+    # A retried job is timed from its retry: the days it sat done before are no queueing.
+    since, queued_at = ("retry", job.retried_at) if job.retried_at else ("upload", job.created_at)
+    waited = (job.started_at - queued_at).total_seconds() if job.started_at else 0.0
+    took = (job.finished_at - queued_at).total_seconds()
     log.info(
-        "job %s done: model=%s items=%d succeeded=%d failed=%d queued=%.2fs total=%.2fs",
-        job.pk, job.model_name, job.total, job.succeeded_count, job.failed_count, waited, took,
+        "job %s done: model=%s items=%d succeeded=%d failed=%d queued=%.2fs total=%.2fs since=%s",
+        job.pk, job.model_name, job.total, job.succeeded_count, job.failed_count, waited, took, since,
         extra={
             "event": "job_done", "job_id": str(job.pk), "model": job.model_name, "items": job.total,
             "succeeded": job.succeeded_count, "failed": job.failed_count,
-            "queued_s": round(waited, 3), "total_s": round(took, 3),
+            "queued_s": round(waited, 3), "total_s": round(took, 3), "since": since,
         },
     )  # fmt: skip
 
@@ -298,7 +304,8 @@ def requeue_failed_items(job: Job) -> int:
         )
         if retried:
             Job.objects.filter(pk=job.pk).update(
-                status=Job.Status.QUEUED, failed_count=F("failed_count") - retried, finished_at=None
+                status=Job.Status.QUEUED, failed_count=F("failed_count") - retried, finished_at=None,
+                retried_at=timezone.now(),
             )
     job.refresh_from_db()
     return retried
