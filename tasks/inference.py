@@ -78,11 +78,18 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
         outcomes, batches = classify_items(items, model_name, producer)
     classified = time.perf_counter()
     written = record_outcomes(outcomes)
+    deleted = _deleted_items(outcomes) if written < len(outcomes) else set()
     observe_batch(
-        model_name, runtime_for(model_name).classifier.device, outcomes, written=written,
+        model_name, runtime_for(model_name).classifier.device, outcomes, written=written, deleted=deleted,
         forwards=_describe_forwards(batches), held_max_ms=max((b.held_ms for b in batches), default=0.0),
         started=started, claimed=claimed, classified=classified,
     )  # fmt: skip
+
+
+def _deleted_items(outcomes: list[Outcome]) -> set[int]:
+    """Ids of the items whose rows are gone: their job was deleted while this batch ran."""
+    ids = {outcome.item_id for outcome in outcomes}
+    return ids - set(Item.objects.filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def classify_items(

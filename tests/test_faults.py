@@ -488,6 +488,75 @@ def test_a_model_the_worker_does_not_have_fails_the_batch_with_a_reason(fault_sy
     assert all("resnet-9000" in error for error in finished.items.values_list("error", flat=True))
 
 
+def metric_samples(stack) -> dict[tuple, float]:
+    """The web's /metrics (worker processes' numbers included), as {(name, labels...): value}."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{stack.web_url}/metrics", timeout=10).text
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def waiting_writer(stuck: StuckFile) -> int | None:
+    """A blocking write end of the pipe once the worker is blocked reading it; None until then."""
+    writer = stuck._open_writer()
+    if writer is not None:
+        fcntl.fcntl(writer, fcntl.F_SETFL, fcntl.fcntl(writer, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return writer
+
+
+def test_items_of_a_job_deleted_while_its_batch_runs_are_counted_deleted_not_failed(fault_system, alice):
+    from webapp.jobs.retention import delete_job
+
+    job, first = make_job(alice, fault_system.media_root, photos=3, stuck_at=0)
+    items = list(job.items.order_by("pk"))
+    second_path = fault_system.media_root / items[1].file.name
+    second_path.unlink()
+    second = StuckFile(second_path)
+    counted = ("vq_items_processed_total", ("model", MODEL))
+    before = metric_samples(fault_system)
+
+    # One batch of three: the worker's two decode threads block reading the first two
+    # pictures; the third waits for a thread.
+    classify_batch.apply_async(args=[[item.pk for item in items], MODEL], queue=QUEUE)
+    writers = [wait_until(lambda stuck=stuck: waiting_writer(stuck), what="a blocked read") for stuck in (first, second)]
+    # The owner deletes the job meanwhile: rows and files go. Then the two reads
+    # complete, and the third picture's file is already missing.
+    delete_job(Job.objects.get(pk=job.pk))
+    for writer, n in zip(writers, (0, 1)):
+        with open(writer, "wb") as pipe:
+            pipe.write(photo_bytes(n))
+
+    log = fault_system.log_dir / "worker.log"
+    line = wait_until(
+        lambda: next((l for l in log.read_text(errors="replace").splitlines() if "batch done:" in l and str(job.pk) in l), None),
+        what="the batch's log line",
+    )  # fmt: skip
+    # None of the three is a failure: the job was deleted, and nothing was written.
+    assert f"model={MODEL} items=3 ok=0 failed=0 deleted=3 written=0 " in line
+    after = wait_until(
+        lambda: (samples := metric_samples(fault_system)).get((*counted, ("outcome", "deleted")), 0)
+        > before.get((*counted, ("outcome", "deleted")), 0) and samples,
+        what="the worker's numbers in /metrics",
+    )  # fmt: skip
+
+    def delta(name: str, **labels) -> float:
+        total = lambda samples: sum(  # noqa: E731
+            value for key, value in samples.items()
+            if key[0] == name and set(labels.items()) <= set(key[1:]) and ("model", MODEL) in key[1:]
+        )  # fmt: skip
+        return total(after) - total(before)
+
+    assert delta("vq_items_processed_total", outcome="deleted") == 3
+    assert delta("vq_items_processed_total", outcome="failed") == 0
+    assert delta("vq_items_processed_total", outcome="succeeded") == 0
+    assert delta("vq_item_failures_total") == 0
+
+
 # --- Cancel and retry --------------------------------------------------------------
 
 
