@@ -101,8 +101,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         cancelled = sum(services.cancel(job) for job in jobs)
         skipped = len(jobs) - cancelled
         level = messages.SUCCESS if cancelled else messages.WARNING
-        self.message_user(request, "; ".join([
-            ngettext("%d job cancelled", "%d jobs cancelled", cancelled) % cancelled,
+        self.message_user(request, " ".join([
+            ngettext("%d job cancelled:", "%d jobs cancelled:", cancelled) % cancelled,
+            f"their queued images {services.CANCEL_EFFECT}.",
             ngettext("%d had already finished and was left as it was.",
                      "%d had already finished and were left as they were.", skipped) % skipped,
         ]), level)  # fmt: skip

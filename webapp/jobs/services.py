@@ -23,7 +23,8 @@ from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
 
 __all__ = [
-    "JobRequestError", "QueueUnavailable", "UploadLimitExceeded", "cancel", "create_job", "delete_job", "retry_failed",
+    "CANCEL_EFFECT", "JobRequestError", "QueueUnavailable", "UploadLimitExceeded", "cancel", "cancel_summary",
+    "create_job", "delete_job", "retry_failed",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,12 +155,30 @@ def _delete_files(stored: list[StoredImage]) -> None:
         default_storage.delete(image.name)
 
 
+# What cancelling does, in every message that reports it (API, job page, admin):
+# queued items are marked cancelled and never claimed; a batch a worker has
+# already claimed runs to its end and its results count.
+CANCEL_EFFECT = "will not run; those already running may still finish"
+
+
 def cancel(job: Job) -> bool:
     """Cancel an open job; False if it had already finished."""
     cancelled = cancel_job(job)
     if cancelled:
         log.info("job %s cancelled: %d succeeded, %d failed of %d", job.pk, job.succeeded_count, job.failed_count, job.total)
     return cancelled
+
+
+def cancel_summary(job: Job) -> str:
+    """The owner's message after cancel(job): what will not run, what may still finish, what had finished."""
+    not_run = job.items.filter(status=Item.Status.CANCELLED).count()
+    running = job.items.filter(status=Item.Status.RUNNING).count()
+    return " ".join([
+        ngettext("Job cancelled: %d queued image", "Job cancelled: %d queued images", not_run) % not_run,
+        f"{CANCEL_EFFECT} ({running} running now).",
+        ngettext("%(done)d of %(total)d image had finished.", "%(done)d of %(total)d images had finished.", job.total)
+        % {"done": job.finished_count, "total": job.total},
+    ])  # fmt: skip
 
 
 def retry_failed(job: Job) -> int:

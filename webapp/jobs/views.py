@@ -30,6 +30,7 @@ from webapp.jobs.services import (
     QueueUnavailable,
     UploadLimitExceeded,
     cancel,
+    cancel_summary,
     create_job,
     delete_job,
     model_choices,
@@ -196,10 +197,7 @@ def job_cancel(request, job_id):
         if not cancelled:
             job.refresh_from_db()  # finished, or deleted by another request
     if cancelled:
-        messages.success(request, ngettext(
-            "Cancelled: %(done)d of %(total)d image had finished.",
-            "Cancelled: %(done)d of %(total)d images had finished.", job.total,
-        ) % {"done": job.finished_count, "total": job.total})  # fmt: skip
+        messages.success(request, cancel_summary(job))
     else:
         messages.info(request, "The job had already finished; nothing to cancel.")
     return redirect(job)
