@@ -18,6 +18,7 @@ from ml.registry import ModelSpec
 from tasks.celery_app import app
 from tasks.metrics import failure_kind, observe_batch
 from tasks.policy import BatchTask
+from tasks.reaper import worker_instance
 from tasks.worker import decode_pool, runtime_for
 from webapp.jobs.models import Item, Outcome, record_outcomes
 
@@ -69,7 +70,7 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
     # Announced before the claim, so crops of other tasks in this process
     # wait (at most the batching delay) for ours to share a forward pass.
     with batcher.producer(expected=len(item_ids)) as producer:
-        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
+        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS, worker=worker_instance())
         producer.withdraw(len(item_ids) - len(items))
         if not items:
             log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))

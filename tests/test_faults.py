@@ -39,7 +39,9 @@ from webapp.jobs.models import Item, Job
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 MODEL = "efficientnet-lite0"
-SOFT_LIMIT, HARD_LIMIT, GRACE = 10, 12, 2
+# The hard limit is well above a worker's start-up here, so the items of a dead
+# worker are recovered by the reaper's silent-holder rule, never by the hard limit.
+SOFT_LIMIT, HARD_LIMIT, GRACE = 10, 120, 2
 QUEUE = "infer.cpu"
 
 
@@ -80,7 +82,7 @@ def forget_all_messages() -> None:
     from tasks.celery_app import app
 
     with contextlib.suppress(Exception), app.connection_for_write() as connection:
-        connection.default_channel.client.delete(QUEUE, "unacked", "unacked_index", "vq:reaper:lock")
+        connection.default_channel.client.delete(QUEUE, "unacked", "unacked_index", "vq:reaper:lock", "vq:reaper:silent")
 
 
 # --- Helpers ---------------------------------------------------------------------
@@ -274,6 +276,7 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     stuck_item = job.items.order_by("pk").first()
     enqueue(job)
     wait_until(lambda: item_status(stuck_item) == "running", what="the first batch to start")
+    dead_holder = Item.objects.get(pk=stuck_item.pk).claimed_by
 
     # The whole worker goes, main process and pool at once, as with a power cut:
     # nobody is left to hand the batch back to the broker.
@@ -285,9 +288,14 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     fault_system.start_worker("worker")
     fault_system.wait_until_ready(timeout=180)
 
-    # After the hard limit plus the grace period the new worker's reaper puts
-    # the batch back; the new worker claims it (second attempt) and blocks on the pipe.
+    # The new worker's reaper asks who is alive; the dead holder stays silent for
+    # the grace period, so its batch goes back long before the hard limit. The new
+    # worker (same name, a new incarnation) claims it and blocks on the pipe.
     wait_until(lambda: Item.objects.get(pk=stuck_item.pk).attempts == 2, what="the reaper to requeue the batch")
+    new_holder = Item.objects.get(pk=stuck_item.pk).claimed_by
+    assert new_holder != dead_holder and new_holder.split("#")[0] == dead_holder.split("#")[0]
+    log = (fault_system.log_dir / "worker.log").read_text(errors="replace")
+    assert f"workers gone: {dead_holder}" in log
     stuck.release(photo_bytes(0))
 
     wait_until(lambda: job_finished(job), what="the job to finish")
@@ -297,6 +305,32 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     # hand it out again after the visibility timeout (a harmless duplicate).
     # Drop it so the next tests start from an idle broker.
     forget_all_messages()
+
+
+def test_a_reaper_leaves_the_running_items_of_a_live_worker_alone(fault_system, alice):
+    from datetime import timedelta
+
+    from tasks.reaper import reap
+
+    job, stuck = make_job(alice, fault_system.media_root, photos=1, stuck_at=0)
+    item = job.items.get()
+    enqueue(job)
+    wait_until(lambda: item_status(item) == "running", what="the batch to start")
+    running = Item.objects.get(pk=item.pk)
+    # The worker wrote down which incarnation of it holds the item.
+    assert running.claimed_by.startswith("worker-") and "#" in running.claimed_by
+
+    # A reaper outside the worker (manage.py reap_stuck_items from cron) asks twice,
+    # the grace period apart, as its clock says: the worker answers both times.
+    for seconds in (1, 1 + GRACE):
+        report = reap(now=running.started_at + timedelta(seconds=seconds), use_lock=False)
+        assert (report.requeued, report.gone_workers) == (0, [])
+    assert (item_status(item), Item.objects.get(pk=item.pk).attempts) == ("running", 1)
+
+    stuck.release(photo_bytes(0))
+    wait_until(lambda: job_finished(job), what="the job to finish")
+    assert_each_item_succeeded_once(job)
+    assert Item.objects.get(pk=item.pk).attempts == 1
 
 
 # --- Redis stopped and started -------------------------------------------------------

@@ -82,8 +82,8 @@ def _extension(filename: str) -> str:
 
 
 class ItemQuerySet(models.QuerySet):
-    def claim(self, item_ids: Iterable[int], max_attempts: int | None = None) -> list[Item]:
-        """Mark these items running and return them; skip finished or cancelled ones.
+    def claim(self, item_ids: Iterable[int], max_attempts: int | None = None, worker: str = "") -> list[Item]:
+        """Mark these items running (held by `worker`) and return them; skip finished or cancelled ones.
 
         Items already `running` are claimed again: that is a batch delivered a
         second time because the worker that had it died. With max_attempts,
@@ -102,7 +102,7 @@ class ItemQuerySet(models.QuerySet):
                 give_up(exhausted.values_list("pk", "job_id"), gave_up_message(max_attempts))
             claimed_ids = list(claimable.values_list("pk", flat=True))
             self.filter(pk__in=claimed_ids).update(
-                status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
+                status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1, claimed_by=worker
             )
             items = list(self.filter(pk__in=claimed_ids).select_related("job").order_by("pk"))
             Job.objects.filter(pk__in={item.job_id for item in items}, status=Job.Status.QUEUED).update(
@@ -121,10 +121,6 @@ class ItemQuerySet(models.QuerySet):
                 status=Item.Status.CANCELLED, finished_at=timezone.now()
             )
             return running.update(status=Item.Status.QUEUED)
-
-    def stale(self, started_before) -> ItemQuerySet:
-        """Items still `running` that started before this moment."""
-        return self.filter(status=Item.Status.RUNNING, started_at__lt=started_before)
 
 
 def gave_up_message(attempts: int) -> str:
@@ -184,6 +180,9 @@ class Item(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # `attempts` when the owner last retried it: VQ_MAX_ATTEMPTS counts from here.
     attempts_at_retry = models.PositiveSmallIntegerField(default=0)
+    # The worker (tasks.reaper.worker_instance) that last claimed it: the reaper
+    # requeues the running items of a worker that has stopped answering.
+    claimed_by = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
