@@ -16,11 +16,25 @@ broker_connection_retry_on_startup = True
 # A worker whose broker goes away keeps trying to reconnect for as long as it
 # takes (Celery's default gives up after 100 tries and the worker exits).
 broker_connection_max_retries = None
+# A broker that stops answering without closing the connection (paused,
+# cut off by the network, failing over) must not hold a web request, or the
+# reaper in a worker's main loop, for ever: every connect and every command
+# gives up after this many seconds and the caller sees a broker error.
+# Consumers are not affected: kombu reads BRPOP replies on the worker's event
+# loop, and the server answers each BRPOP within a second.
+_broker_timeout_s = 5
+broker_connection_timeout = _broker_timeout_s
 broker_transport_options = {
     # A task unacknowledged this long is handed to another worker. It must be
     # longer than the hard time limit, or a slow batch would run twice.
     "visibility_timeout": settings.VQ_TASK_HARD_TIME_LIMIT * 4,
+    "socket_timeout": _broker_timeout_s,
+    "socket_connect_timeout": _broker_timeout_s,
 }
+# A publish is tried twice (a pooled connection may be stale after the broker
+# restarted; the second try opens a new one), then raises. With the timeouts
+# above, sending one message gives up within about 2 x 5 s.
+task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
 # --- Results ----------------------------------------------------------------
 # Results live in the database (Item rows); Celery's result store is unused.

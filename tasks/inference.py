@@ -18,6 +18,7 @@ from ml.registry import ModelSpec
 from tasks.celery_app import app
 from tasks.metrics import failure_kind, observe_batch
 from tasks.policy import BatchTask
+from tasks.reaper import worker_instance
 from tasks.worker import decode_pool, runtime_for
 from webapp.jobs.models import Item, Outcome, record_outcomes
 
@@ -69,7 +70,7 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
     # Announced before the claim, so crops of other tasks in this process
     # wait (at most the batching delay) for ours to share a forward pass.
     with batcher.producer(expected=len(item_ids)) as producer:
-        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS)
+        items = Item.objects.claim(item_ids, max_attempts=settings.VQ_MAX_ATTEMPTS, worker=worker_instance())
         producer.withdraw(len(item_ids) - len(items))
         if not items:
             log.info("batch of %d items: nothing left to do (finished, cancelled or deleted)", len(item_ids))
@@ -78,11 +79,18 @@ def classify_batch(item_ids: list[int], model_name: str) -> None:
         outcomes, batches = classify_items(items, model_name, producer)
     classified = time.perf_counter()
     written = record_outcomes(outcomes)
+    deleted = _deleted_items(outcomes) if written < len(outcomes) else set()
     observe_batch(
-        model_name, runtime_for(model_name).classifier.device, outcomes, written=written,
+        model_name, runtime_for(model_name).classifier.device, outcomes, written=written, deleted=deleted,
         forwards=_describe_forwards(batches), held_max_ms=max((b.held_ms for b in batches), default=0.0),
         started=started, claimed=claimed, classified=classified,
     )  # fmt: skip
+
+
+def _deleted_items(outcomes: list[Outcome]) -> set[int]:
+    """Ids of the items whose rows are gone: their job was deleted while this batch ran."""
+    ids = {outcome.item_id for outcome in outcomes}
+    return ids - set(Item.objects.filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def classify_items(

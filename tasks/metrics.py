@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections import Counter as Tally
+from collections.abc import Collection
 
 from celery import current_task
 from celery.signals import task_failure, worker_init
@@ -45,9 +46,15 @@ DECODE_SECONDS = Histogram(
     "vq_decode_seconds", "Decode, preprocess and thumbnail of one image.", ["model"], buckets=_DECODE_BUCKETS
 )
 ITEMS_PROCESSED = Counter(
-    "vq_items_processed_total", "Items a worker finished, by outcome.", ["model", "outcome"]
+    "vq_items_processed_total",
+    "Items a worker finished, by outcome: succeeded, failed, or deleted (the job was deleted while its batch ran; "
+    "the result was dropped, and it is not counted as a failure).",
+    ["model", "outcome"],
 )
-ITEM_FAILURES = Counter("vq_item_failures_total", "Items that failed, by kind of error.", ["model", "kind"])
+ITEM_FAILURES = Counter(
+    "vq_item_failures_total", "Items that failed, by kind of error (items of deleted jobs are not counted).",
+    ["model", "kind"],
+)  # fmt: skip
 TASK_FAILURES = Counter(
     "vq_task_failures_total", "Tasks that raised (time limits, lost connections), by exception.", ["task", "exception"]
 )
@@ -79,23 +86,30 @@ def timed_forward(forward, model_name: str, device):
 
 def observe_batch(
     model_name: str, device, outcomes, *, written: int, forwards: str, held_max_ms: float,
-    started: float, claimed: float, classified: float,
+    started: float, claimed: float, classified: float, deleted: Collection[int] = (),
 ) -> None:  # fmt: skip
     """Record a finished batch task in the metrics and log one line for it.
 
     `outcomes` holds one webapp.jobs.models.Outcome per claimed item; the
     times are the task's perf_counter() readings at start, after the claim
-    and after classifying. Forward passes are recorded by timed_forward.
+    and after classifying. `deleted` names the items whose rows were gone
+    when the results were stored: their job was deleted meanwhile, so an
+    error of theirs (typically their file, removed with the job) is no
+    failure of the service. Forward passes are recorded by timed_forward.
     """
     now = time.perf_counter()
     device = getattr(device, "type", None) or str(device)
-    succeeded = sum(1 for outcome in outcomes if outcome.succeeded)
-    failed = len(outcomes) - succeeded
-    failures = Tally(outcome.error_kind or "other" for outcome in outcomes if not outcome.succeeded)
+    kept = [outcome for outcome in outcomes if outcome.item_id not in deleted]
+    succeeded = sum(1 for outcome in kept if outcome.succeeded)
+    failed = len(kept) - succeeded
+    gone = len(outcomes) - len(kept)
+    failures = Tally(outcome.error_kind or "other" for outcome in kept if not outcome.succeeded)
 
     BATCH_SECONDS.labels(model_name, device).observe(now - started)
     if succeeded:
         ITEMS_PROCESSED.labels(model_name, "succeeded").inc(succeeded)
+    if gone:
+        ITEMS_PROCESSED.labels(model_name, "deleted").inc(gone)
     for kind, count in failures.items():
         ITEMS_PROCESSED.labels(model_name, "failed").inc(count)
         ITEM_FAILURES.labels(model_name, kind).inc(count)
@@ -114,14 +128,15 @@ def observe_batch(
     }
     log.info(
         # bench/ and tests/test_pools.py read the fields up to total= in this order.
-        "batch done: model=%s items=%d ok=%d failed=%d written=%d forwards=%s held_max=%.1fms "
+        "batch done: model=%s items=%d ok=%d failed=%d deleted=%d written=%d forwards=%s held_max=%.1fms "
         "claim=%.0fms classify=%.0fms record=%.0fms total=%.0fms device=%s task=%s job=%s",
-        model_name, len(outcomes), succeeded, failed, written, forwards, held_max_ms, timings["claim_ms"],
+        model_name, len(outcomes), succeeded, failed, gone, written, forwards, held_max_ms, timings["claim_ms"],
         timings["classify_ms"], timings["record_ms"], timings["total_ms"], device, task_id, ",".join(job_ids),
         extra={
             "event": "batch_done", "task_id": task_id, "job_ids": job_ids,
             "item_ids": [outcome.item_id for outcome in outcomes], "model": model_name, "device": device,
-            "items": len(outcomes), "succeeded": succeeded, "failed": failed, "failures": dict(failures),
+            "items": len(outcomes), "succeeded": succeeded, "failed": failed, "deleted": gone,
+            "failures": dict(failures),
             "written": written, "forwards": forwards, "held_max_ms": held_max_ms, **timings,
         },
     )  # fmt: skip

@@ -2,11 +2,19 @@
 
 Two kinds of stuck item, both invisible to Celery's own redelivery:
 
-- `running` for longer than the hard time limit plus VQ_REAPER_GRACE: no
-  worker can still be on it (the hard limit would have killed it), so its
-  machine died or its message was lost with the broker's memory. Such items
-  go back to `queued` and are sent again, or fail once they have had
-  VQ_MAX_ATTEMPTS (items of a cancelled job become `cancelled`).
+- `running` on a worker that is gone: the whole worker (main process and
+  pool) was killed, or its machine died, so nobody is left to hand its batch
+  back to the broker. Each item records which worker incarnation claimed it
+  (worker_instance below: node name and a token made at start-up, so a worker
+  restarted under the same name is a different one). The reaper asks every
+  worker who it is (the `vq_instance` control command); a holder that has not
+  answered for VQ_REAPER_GRACE seconds, over two passes or more, is gone.
+  Items `running` for longer than the hard time limit plus VQ_REAPER_GRACE
+  are stale too, whoever holds them (the hard limit would have killed a
+  worker still on them): that also covers items whose message was lost with
+  the broker's memory. Stuck items go back to `queued` and are sent again, or
+  fail once they have had VQ_MAX_ATTEMPTS (items of a cancelled job become
+  `cancelled`).
 - `queued` in a job older than VQ_REAPER_GRACE while the broker holds no
   message at all (every queue empty, nothing unacknowledged): their messages
   are gone, as after a restart of a Redis that keeps nothing on disk, or an
@@ -23,12 +31,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import bootsteps
+from celery.signals import worker_init
+from celery.worker.control import inspect_command
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from tasks.celery_app import app
@@ -36,14 +47,41 @@ from tasks.celery_app import app
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "vq:reaper:lock"
+# Worker incarnation -> when a reaper first found it holding running items and not answering.
+SILENT_KEY = "vq:reaper:silent"
+# How long a reaper waits for the workers' answers. A live worker answers from
+# its main process's event loop in milliseconds; one that misses a pass is
+# asked again at the next, and only a silence of VQ_REAPER_GRACE counts.
+ANSWER_TIMEOUT = 1.0
+
+_instance = ""
+
+
+def worker_instance() -> str:
+    """This worker's incarnation ("" outside a worker): its node name and a token made at start-up."""
+    return _instance
+
+
+@worker_init.connect
+def _name_this_incarnation(sender=None, **_) -> None:
+    # In the main process, before the pool forks: its children inherit the name.
+    global _instance
+    _instance = f"{getattr(sender, 'hostname', socket.gethostname())}#{uuid.uuid4().hex[:12]}"
+
+
+@inspect_command()
+def vq_instance(state, **_):
+    """Which incarnation this worker is: reapers elsewhere ask, to tell a live holder from a dead one."""
+    return {"instance": _instance}
 
 
 @dataclass
 class ReapReport:
-    requeued: int = 0  # stale running items put back on the queue
-    failed: int = 0  # stale running items that had used all their attempts
-    cancelled: int = 0  # stale running items of cancelled jobs
+    requeued: int = 0  # stuck running items put back on the queue
+    failed: int = 0  # stuck running items that had used all their attempts
+    cancelled: int = 0  # stuck running items of cancelled jobs
     resent_jobs: list = field(default_factory=list)  # jobs whose queued items were sent again
+    gone_workers: list = field(default_factory=list)  # silent holders whose running items were taken back
     skipped: bool = False  # another reaper holds the lock
 
     @property
@@ -65,14 +103,17 @@ def reap(now=None, use_lock: bool = True) -> ReapReport:
     limit = settings.VQ_MAX_ATTEMPTS
     grace = timedelta(seconds=settings.VQ_REAPER_GRACE)
     stale_before = now - timedelta(seconds=settings.VQ_TASK_HARD_TIME_LIMIT) - grace
-    stale = Item.objects.stale(stale_before)
+    report.gone_workers = sorted(gone_workers(now))
+    # Conditional on still being stuck: a live worker that claims one meanwhile keeps it.
+    stale = Item.objects.filter(
+        Q(started_at__lt=stale_before) | Q(claimed_by__in=report.gone_workers), status=Item.Status.RUNNING
+    )
     report.cancelled = stale.filter(job__status=Job.Status.CANCELLED).update(
         status=Item.Status.CANCELLED, finished_at=now
     )
     exhausted = stale.filter(attempts__gte=F("attempts_at_retry") + limit)
     report.failed = give_up(exhausted.values_list("pk", "job_id"), gave_up_message(limit))
     requeue_jobs = set(stale.values_list("job_id", flat=True))
-    # Conditional on still being stale: a worker that claims one meanwhile keeps it.
     report.requeued = stale.update(status=Item.Status.QUEUED)
 
     jobs_to_send = set(requeue_jobs)
@@ -88,10 +129,58 @@ def reap(now=None, use_lock: bool = True) -> ReapReport:
     report.resent_jobs = sorted(jobs_to_send, key=str)
     if report.changed_anything:
         log.warning(
-            "reaper: %d stale items requeued, %d failed after %d attempts, %d cancelled; jobs sent again: %s",
+            "reaper: %d stuck items requeued, %d failed after %d attempts, %d cancelled; jobs sent again: %s; "
+            "workers gone: %s",
             report.requeued, report.failed, limit, report.cancelled, ", ".join(map(str, report.resent_jobs)) or "none",
+            ", ".join(report.gone_workers) or "none",
         )  # fmt: skip
     return report
+
+
+def gone_workers(now: datetime) -> set[str]:
+    """Workers that hold running items and have not answered for VQ_REAPER_GRACE seconds.
+
+    Asks only when some other worker holds running items. A holder's first
+    silence is written down in Redis (shared by every reaper); it is gone
+    once a pass VQ_REAPER_GRACE or more later still finds it silent. One that
+    answers, or holds nothing any more, is struck off.
+    """
+    from webapp.jobs.models import Item
+
+    holders = set(
+        Item.objects.filter(status=Item.Status.RUNNING)
+        .exclude(claimed_by="")
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+    # This worker is alive; and its own event loop, busy running this pass, could not answer anyway.
+    holders.discard(_instance)
+    silent = holders - live_workers() if holders else set()
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        silent_since = {key.decode(): float(value) for key, value in client.hgetall(SILENT_KEY).items()}
+        forgotten = set(silent_since) - silent
+        if forgotten:
+            client.hdel(SILENT_KEY, *forgotten)
+        noticed = {holder: now.timestamp() for holder in silent - set(silent_since)}
+        if noticed:
+            client.hset(SILENT_KEY, mapping=noticed)
+    grace = settings.VQ_REAPER_GRACE
+    return {holder for holder in silent if holder in silent_since and now.timestamp() - silent_since[holder] >= grace}
+
+
+def live_workers() -> set[str]:
+    """The incarnations of the workers that answer within ANSWER_TIMEOUT."""
+    # A connection of its own: the replies are read on it, and a pooled one
+    # may be stale after the broker restarted.
+    with app.connection_for_write() as connection:
+        replies = app.control.broadcast("vq_instance", reply=True, timeout=ANSWER_TIMEOUT, connection=connection)
+    return {
+        answer["instance"]
+        for reply in replies or []
+        for answer in reply.values()
+        if isinstance(answer, dict) and answer.get("instance")
+    }
 
 
 def broker_is_idle() -> bool:

@@ -73,8 +73,11 @@ def test_admin_actions_cancel_open_jobs_and_retry_failed_items(client, staff, jo
     client.force_login(staff)
     selected = [str(jobs["alice_open"].pk), str(jobs["alice_done"].pk)]
     response = client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": selected}, follow=True)
-    # Counted in words that agree with the numbers.
-    assert "1 job cancelled; 1 had already finished and was left as it was." in response.content.decode()
+    # Counted in words that agree with the numbers, and the same words as the API and the job page.
+    assert (
+        "1 job cancelled: their queued images will not run; those already running may still finish. "
+        "1 had already finished and was left as it was."
+    ) in response.content.decode()
     assert Job.objects.get(pk=jobs["alice_open"].pk).status == "cancelled"
     assert Job.objects.get(pk=jobs["alice_done"].pk).status == "done"
 

@@ -127,3 +127,30 @@ def test_another_users_job_is_a_404(alice, bob, api_as):
 
 def test_malformed_job_id_is_a_404(alice, api_as):
     assert api_as(alice).get("/api/jobs/not-a-uuid/").status_code == 404
+
+
+def test_cancel_says_queued_images_will_not_run_and_running_ones_may_still_finish(alice, api_as):
+    from tests.factories import make_job, top5
+    from webapp.jobs.models import Outcome, record_outcomes
+
+    job = make_job(alice, {"done.png": ("espresso", 0.9), "busy.png": None, "a.png": None, "b.png": None})
+    busy = job.items.get(filename="busy.png")
+    Item.objects.claim([busy.pk])  # a worker has this one
+
+    response = api_as(alice).post(f"/api/jobs/{job.pk}/cancel/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["succeeded"], body["total"]) == ("cancelled", 1, 4)
+    assert body["detail"] == (
+        "Job cancelled: 2 queued images will not run; those already running may still finish (1 running now). "
+        "1 of 4 images had finished."
+    )
+    # True to the letter: the queued ones will never be claimed...
+    assert dict(job.items.values_list("filename", "status")) == {
+        "done.png": "succeeded", "busy.png": "running", "a.png": "cancelled", "b.png": "cancelled"}  # fmt: skip
+    assert Item.objects.claim(job.items.filter(status="cancelled").values_list("pk", flat=True)) == []
+    # ...and the running one still finishes and counts, in a job that stays cancelled.
+    assert record_outcomes([Outcome(busy.pk, job.pk, predictions=top5("tabby cat", 0.8))]) == 1
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_count) == ("cancelled", 2)

@@ -101,3 +101,38 @@ def test_broker_url_prefers_redis_url(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://example.invalid:6379/3")
     assert broker_url() == "redis://example.invalid:6379/3"
     assert os.environ["REDIS_URL"] == "redis://example.invalid:6379/3"
+
+
+# What `manage.py up` does after start-up: Stack.wait() until Ctrl-C or a death.
+STACK_WITH_ONLY_ITS_BROKER = """
+import sys
+from webapp.stack import Stack
+
+stack = Stack(web_port=None, worker_concurrency=0).start()
+print(stack.redis.process.pid, flush=True)
+sys.exit(stack.wait())
+"""
+
+
+def test_the_stack_stops_and_fails_when_its_embedded_redis_dies():
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}  # so it starts its own
+    stack = subprocess.Popen(
+        [sys.executable, "-c", STACK_WITH_ONLY_ITS_BROKER], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        redis_pid = int(stack.stdout.readline())
+        os.kill(redis_pid, signal.SIGKILL)
+        _, stderr = stack.communicate(timeout=60)
+    finally:
+        stack.kill()
+    # It noticed, said which process died and why that matters, and exited non-zero.
+    assert stack.returncode == 1, stderr
+    assert "stack: the embedded Redis (redis-server on port" in stderr
+    assert "exited with status -9; every queued message went with it; stopping" in stderr

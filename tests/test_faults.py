@@ -39,7 +39,9 @@ from webapp.jobs.models import Item, Job
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 MODEL = "efficientnet-lite0"
-SOFT_LIMIT, HARD_LIMIT, GRACE = 10, 12, 2
+# The hard limit is well above a worker's start-up here, so the items of a dead
+# worker are recovered by the reaper's silent-holder rule, never by the hard limit.
+SOFT_LIMIT, HARD_LIMIT, GRACE = 10, 120, 2
 QUEUE = "infer.cpu"
 
 
@@ -80,7 +82,7 @@ def forget_all_messages() -> None:
     from tasks.celery_app import app
 
     with contextlib.suppress(Exception), app.connection_for_write() as connection:
-        connection.default_channel.client.delete(QUEUE, "unacked", "unacked_index", "vq:reaper:lock")
+        connection.default_channel.client.delete(QUEUE, "unacked", "unacked_index", "vq:reaper:lock", "vq:reaper:silent")
 
 
 # --- Helpers ---------------------------------------------------------------------
@@ -274,6 +276,7 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     stuck_item = job.items.order_by("pk").first()
     enqueue(job)
     wait_until(lambda: item_status(stuck_item) == "running", what="the first batch to start")
+    dead_holder = Item.objects.get(pk=stuck_item.pk).claimed_by
 
     # The whole worker goes, main process and pool at once, as with a power cut:
     # nobody is left to hand the batch back to the broker.
@@ -285,9 +288,14 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     fault_system.start_worker("worker")
     fault_system.wait_until_ready(timeout=180)
 
-    # After the hard limit plus the grace period the new worker's reaper puts
-    # the batch back; the new worker claims it (second attempt) and blocks on the pipe.
+    # The new worker's reaper asks who is alive; the dead holder stays silent for
+    # the grace period, so its batch goes back long before the hard limit. The new
+    # worker (same name, a new incarnation) claims it and blocks on the pipe.
     wait_until(lambda: Item.objects.get(pk=stuck_item.pk).attempts == 2, what="the reaper to requeue the batch")
+    new_holder = Item.objects.get(pk=stuck_item.pk).claimed_by
+    assert new_holder != dead_holder and new_holder.split("#")[0] == dead_holder.split("#")[0]
+    log = (fault_system.log_dir / "worker.log").read_text(errors="replace")
+    assert f"workers gone: {dead_holder}" in log
     stuck.release(photo_bytes(0))
 
     wait_until(lambda: job_finished(job), what="the job to finish")
@@ -297,6 +305,32 @@ def test_a_dead_machine_leaves_running_items_that_the_reaper_sends_again(fault_s
     # hand it out again after the visibility timeout (a harmless duplicate).
     # Drop it so the next tests start from an idle broker.
     forget_all_messages()
+
+
+def test_a_reaper_leaves_the_running_items_of_a_live_worker_alone(fault_system, alice):
+    from datetime import timedelta
+
+    from tasks.reaper import reap
+
+    job, stuck = make_job(alice, fault_system.media_root, photos=1, stuck_at=0)
+    item = job.items.get()
+    enqueue(job)
+    wait_until(lambda: item_status(item) == "running", what="the batch to start")
+    running = Item.objects.get(pk=item.pk)
+    # The worker wrote down which incarnation of it holds the item.
+    assert running.claimed_by.startswith("worker-") and "#" in running.claimed_by
+
+    # A reaper outside the worker (manage.py reap_stuck_items from cron) asks twice,
+    # the grace period apart, as its clock says: the worker answers both times.
+    for seconds in (1, 1 + GRACE):
+        report = reap(now=running.started_at + timedelta(seconds=seconds), use_lock=False)
+        assert (report.requeued, report.gone_workers) == (0, [])
+    assert (item_status(item), Item.objects.get(pk=item.pk).attempts) == ("running", 1)
+
+    stuck.release(photo_bytes(0))
+    wait_until(lambda: job_finished(job), what="the job to finish")
+    assert_each_item_succeeded_once(job)
+    assert Item.objects.get(pk=item.pk).attempts == 1
 
 
 # --- Redis stopped and started -------------------------------------------------------
@@ -362,6 +396,79 @@ def test_an_enqueue_that_fails_after_commit_leaves_the_job_queued_for_the_reaper
     assert_each_item_succeeded_once(job)
 
 
+def failed_job(owner, media_root: Path) -> Job:
+    """A done job whose one item failed: a readable photo, so a retry can succeed."""
+    job, _ = make_job(owner, media_root, photos=1)
+    job.items.update(status="failed", error="the stored file is missing", attempts=1, finished_at=job.created_at)
+    Job.objects.filter(pk=job.pk).update(status="done", failed_count=1, finished_at=job.created_at)
+    return Job.objects.get(pk=job.pk)
+
+
+def rows_of(job: Job) -> tuple:
+    job = Job.objects.get(pk=job.pk)
+    item = job.items.values("status", "error", "attempts", "attempts_at_retry", "finished_at").get()
+    return (job.status, job.failed_count, job.finished_at), item
+
+
+@contextlib.contextmanager
+def redis_paused():
+    """The broker stops answering but keeps its connections open, as a frozen or cut-off server does."""
+    os.kill(SESSION_REDIS.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(SESSION_REDIS.process.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def redis_stopped():
+    SESSION_REDIS.stop()
+    try:
+        yield
+    finally:
+        SESSION_REDIS.start()
+
+
+@pytest.mark.skipif(SESSION_REDIS is None, reason="needs the embedded Redis of the test run, to stop and start it")
+def test_retry_while_redis_is_down_is_a_503_that_changes_nothing_and_works_once_it_is_back(
+    fault_system, alice, api, client, django_user_model
+):
+    from webapp.jobs.services import retry_failed
+
+    job = failed_job(alice, fault_system.media_root)
+    before = rows_of(job)
+    staff = django_user_model.objects.create_superuser("root", password="root-secret-pw")
+    for outage in (redis_stopped, redis_paused):
+        with outage():
+            # The API answers at once (the guard below is the HTTP timeout, far above the broker check's 1 s).
+            refused = api.post(f"{api.base}/api/jobs/{job.pk}/retry-failed/", timeout=30)
+            assert refused.status_code == 503, (outage.__name__, refused.text)
+            assert refused.headers["Retry-After"] == "30"
+            assert "not answering" in refused.json()["detail"] and "nothing was retried" in refused.json()["detail"]
+            # The job page says the same, with the same status.
+            client.force_login(alice)
+            page = client.post(f"/jobs/{job.pk}/retry-failed")
+            assert page.status_code == 503 and page["Retry-After"] == "30"
+            assert "The job queue (Redis) is not answering; nothing was retried" in page.content.decode()
+            # So does the admin action.
+            client.force_login(staff)
+            admin = client.post(
+                "/admin/jobs/job/", {"action": "retry_failed_items", "_selected_action": [str(job.pk)]}, follow=True
+            )
+            assert "The job queue (Redis) is not answering; nothing was retried" in admin.content.decode()
+            # Nothing moved: still done, still failed, the same error and attempt counters.
+            assert rows_of(job) == before, outage.__name__
+
+    # Redis is back: the same retry goes through and the item runs again.
+    retried = api.post(f"{api.base}/api/jobs/{job.pk}/retry-failed/", timeout=30)
+    assert retried.status_code == 200 and retried.json()["retried"] == 1, retried.text
+    finished = wait_until(lambda: job_finished(job), what="the retried job")
+    assert (finished.status, finished.succeeded_count, finished.failed_count) == ("done", 1, 0)
+    item = finished.items.get()
+    assert (item.status, item.attempts, item.attempts_at_retry, len(item.predictions)) == ("succeeded", 2, 1, 5)
+    assert retry_failed(finished) == 0
+
+
 # --- Delivery, commit and missing rows ---------------------------------------------
 
 
@@ -413,6 +520,75 @@ def test_a_model_the_worker_does_not_have_fails_the_batch_with_a_reason(fault_sy
     finished = wait_until(lambda: job_finished(job), what="the job to finish")
     assert (finished.status, finished.failed_count) == ("done", 2)
     assert all("resnet-9000" in error for error in finished.items.values_list("error", flat=True))
+
+
+def metric_samples(stack) -> dict[tuple, float]:
+    """The web's /metrics (worker processes' numbers included), as {(name, labels...): value}."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{stack.web_url}/metrics", timeout=10).text
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def waiting_writer(stuck: StuckFile) -> int | None:
+    """A blocking write end of the pipe once the worker is blocked reading it; None until then."""
+    writer = stuck._open_writer()
+    if writer is not None:
+        fcntl.fcntl(writer, fcntl.F_SETFL, fcntl.fcntl(writer, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return writer
+
+
+def test_items_of_a_job_deleted_while_its_batch_runs_are_counted_deleted_not_failed(fault_system, alice):
+    from webapp.jobs.retention import delete_job
+
+    job, first = make_job(alice, fault_system.media_root, photos=3, stuck_at=0)
+    items = list(job.items.order_by("pk"))
+    second_path = fault_system.media_root / items[1].file.name
+    second_path.unlink()
+    second = StuckFile(second_path)
+    counted = ("vq_items_processed_total", ("model", MODEL))
+    before = metric_samples(fault_system)
+
+    # One batch of three: the worker's two decode threads block reading the first two
+    # pictures; the third waits for a thread.
+    classify_batch.apply_async(args=[[item.pk for item in items], MODEL], queue=QUEUE)
+    writers = [wait_until(lambda stuck=stuck: waiting_writer(stuck), what="a blocked read") for stuck in (first, second)]
+    # The owner deletes the job meanwhile: rows and files go. Then the two reads
+    # complete, and the third picture's file is already missing.
+    delete_job(Job.objects.get(pk=job.pk))
+    for writer, n in zip(writers, (0, 1)):
+        with open(writer, "wb") as pipe:
+            pipe.write(photo_bytes(n))
+
+    log = fault_system.log_dir / "worker.log"
+    line = wait_until(
+        lambda: next((l for l in log.read_text(errors="replace").splitlines() if "batch done:" in l and str(job.pk) in l), None),
+        what="the batch's log line",
+    )  # fmt: skip
+    # None of the three is a failure: the job was deleted, and nothing was written.
+    assert f"model={MODEL} items=3 ok=0 failed=0 deleted=3 written=0 " in line
+    after = wait_until(
+        lambda: (samples := metric_samples(fault_system)).get((*counted, ("outcome", "deleted")), 0)
+        > before.get((*counted, ("outcome", "deleted")), 0) and samples,
+        what="the worker's numbers in /metrics",
+    )  # fmt: skip
+
+    def delta(name: str, **labels) -> float:
+        total = lambda samples: sum(  # noqa: E731
+            value for key, value in samples.items()
+            if key[0] == name and set(labels.items()) <= set(key[1:]) and ("model", MODEL) in key[1:]
+        )  # fmt: skip
+        return total(after) - total(before)
+
+    assert delta("vq_items_processed_total", outcome="deleted") == 3
+    assert delta("vq_items_processed_total", outcome="failed") == 0
+    assert delta("vq_items_processed_total", outcome="succeeded") == 0
+    assert delta("vq_item_failures_total") == 0
 
 
 # --- Cancel and retry --------------------------------------------------------------

@@ -173,3 +173,45 @@ def test_give_up_fails_only_open_items_and_counts_once(job):
     assert give_up(pairs, "timed out") == 0
     job.refresh_from_db()
     assert (job.succeeded_count, job.failed_count, job.status) == (1, 2, "done")
+
+
+def test_a_retried_job_is_timed_from_its_retry_in_its_done_line(job, caplog):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.jobs.models import requeue_failed_items
+
+    # Uploaded a day ago; one item failed and the job finished then.
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=1))
+    items = list(job.items.all())
+    Item.objects.claim([i.pk for i in items])
+    record_outcomes([success(items[0]), success(items[1]), Outcome(items[2].pk, job.pk, error="cannot decode")])
+
+    # Retried now; the worker claims the item and this time it succeeds.
+    assert requeue_failed_items(job) == 1
+    Item.objects.claim([items[2].pk])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="webapp.jobs.models"):
+        record_outcomes([success(items[2])])
+
+    job.refresh_from_db()
+    [done] = [record for record in caplog.records if getattr(record, "event", "") == "job_done"]
+    # queued= runs from the retry to the worker's claim, total= from the retry to the end; not from the upload.
+    assert done.since == "retry" and job.retried_at is not None
+    assert done.queued_s == round((job.started_at - job.retried_at).total_seconds(), 3)
+    assert done.total_s == round((job.finished_at - job.retried_at).total_seconds(), 3)
+    assert f"job {job.pk} done: model=efficientnet-lite0 items=3 succeeded=3 failed=0 queued=" in done.getMessage()
+    assert done.getMessage().endswith(" since=retry")
+
+
+def test_a_job_run_once_is_timed_from_its_upload(job, caplog):
+    items = list(job.items.all())
+    Item.objects.claim([i.pk for i in items])
+    with caplog.at_level("INFO", logger="webapp.jobs.models"):
+        record_outcomes([success(item) for item in items])
+
+    job.refresh_from_db()
+    [done] = [record for record in caplog.records if getattr(record, "event", "") == "job_done"]
+    assert (done.since, job.retried_at) == ("upload", None)
+    assert done.queued_s == round((job.started_at - job.created_at).total_seconds(), 3)

@@ -92,7 +92,7 @@ def test_metrics_and_logs_follow_a_job_through_the_system(live_system, alice, ph
     worker_log = next(child.log_path for child in live_system.children if child.name == "worker")
     log_text = eventually(lambda: f"job {job_id} done" in (text := worker_log.read_text()) and text, timeout=30)
     batch_line = next(line for line in log_text.splitlines() if "batch done:" in line and job_id in line)
-    assert f"model={model} items=4 ok=3 failed=1 written=4" in batch_line and " device=cpu " in batch_line
+    assert f"model={model} items=4 ok=3 failed=1 deleted=0 written=4" in batch_line and " device=cpu " in batch_line
     assert "task=" in batch_line and "forwards=" in batch_line and "total=" in batch_line
     job_line = next(line for line in log_text.splitlines() if f"job {job_id} done" in line)
     assert f"model={model} items=4 succeeded=3 failed=1" in job_line

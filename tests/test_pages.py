@@ -262,7 +262,11 @@ def test_cancel_button_stops_an_open_job(client, alice):
     job.refresh_from_db()
     assert job.status == "cancelled" and job.succeeded_count == 1
     assert list(job.items.order_by("pk").values_list("status", flat=True)) == ["succeeded", "cancelled"]
-    assert "Cancelled: 1 of 2 images had finished." in body(response)
+    # The same words as the API and the admin: what will not run, what may still finish.
+    assert (
+        "Job cancelled: 1 queued image will not run; those already running may still finish (0 running now). "
+        "1 of 2 images had finished."
+    ) in body(response)
     # A second press changes nothing and says so.
     again = client.post(f"/jobs/{job.pk}/cancel", follow=True)
     assert "already finished" in body(again)

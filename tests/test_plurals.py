@@ -24,7 +24,10 @@ def test_cancel_retry_and_delete_messages_for_one_image(client, alice, django_ca
     client.force_login(alice)
     open_job = make_job(alice, {"only.png": None})
     cancelled = client.post(f"/jobs/{open_job.pk}/cancel", follow=True)
-    assert messages_of(cancelled) == ["Cancelled: 0 of 1 image had finished."]
+    assert messages_of(cancelled) == [
+        "Job cancelled: 1 queued image will not run; those already running may still finish (0 running now). "
+        "0 of 1 image had finished."
+    ]
 
     failed_job = make_job(alice, {"bad.jpg": "cannot decode image data"})
     with django_capture_on_commit_callbacks(execute=False):
@@ -38,7 +41,10 @@ def test_cancel_retry_and_delete_messages_for_one_image(client, alice, django_ca
 def test_plural_forms_stay_plural(client, alice):
     client.force_login(alice)
     job = make_job(alice, {"a.png": None, "b.png": None})
-    assert messages_of(client.post(f"/jobs/{job.pk}/cancel", follow=True)) == ["Cancelled: 0 of 2 images had finished."]
+    assert messages_of(client.post(f"/jobs/{job.pk}/cancel", follow=True)) == [
+        "Job cancelled: 2 queued images will not run; those already running may still finish (0 running now). "
+        "0 of 2 images had finished."
+    ]
 
 
 def test_upload_limit_messages_count_in_the_singular(alice, settings):

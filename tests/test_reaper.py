@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tasks.celery_app import app
-from tasks.reaper import LOCK_KEY, broker_is_idle, reap
+from tasks.reaper import LOCK_KEY, SILENT_KEY, broker_is_idle, reap
 from webapp.jobs.models import Item, Job, cancel_job
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +31,9 @@ def queue(settings):
     settings.VQ_MAX_ATTEMPTS = 3
     with app.connection_for_write() as connection:
         client = connection.default_channel.client
-        client.delete(LOCK_KEY, "unacked", "unacked_index")
+        client.delete(LOCK_KEY, SILENT_KEY, "unacked", "unacked_index")
         yield settings.VQ_DEFAULT_QUEUE
-        client.delete(settings.VQ_DEFAULT_QUEUE, LOCK_KEY)
+        client.delete(settings.VQ_DEFAULT_QUEUE, LOCK_KEY, SILENT_KEY)
 
 
 def sent_batches(queue: str) -> list[list[int]]:
@@ -54,10 +54,37 @@ def make_job(owner, items: int = 3, created_minutes_ago: int = 10) -> Job:
     return job
 
 
-def run_since(job: Job, minutes: int, attempts: int = 1) -> None:
-    """Mark the job's items running, started this many minutes ago."""
-    job.items.update(status="running", started_at=timezone.now() - timedelta(minutes=minutes), attempts=attempts)
+def run_since(job: Job, minutes: int, attempts: int = 1, worker: str = "") -> None:
+    """Mark the job's items running, started this many minutes ago (on `worker`)."""
+    job.items.update(
+        status="running", started_at=timezone.now() - timedelta(minutes=minutes), attempts=attempts, claimed_by=worker
+    )
     Job.objects.filter(pk=job.pk).update(status="running")
+
+
+def test_running_items_of_a_worker_that_stopped_answering_are_requeued_after_the_grace_period(alice, queue):
+    # A worker that no process answers for (no worker runs here): killed with its machine.
+    ghost = "worker-1@gone-machine#0123456789ab"
+    job, other = make_job(alice), make_job(alice)
+    run_since(job, minutes=1, worker=ghost)  # far from the hard limit (5 min + 1)
+    run_since(other, minutes=1)  # no holder recorded: only the hard limit applies
+    now = timezone.now()
+
+    # The first pass finds it silent and writes that down; a pass within the grace period waits.
+    first, within_grace = reap(now=now, use_lock=False), reap(now=now + timedelta(seconds=59), use_lock=False)
+    assert (first.requeued, first.gone_workers, within_grace.requeued, within_grace.gone_workers) == (0, [], 0, [])
+    assert set(job.items.values_list("status", flat=True)) == {"running"}
+
+    # Silent for the whole grace period (60 s): gone. Its items go back on the queue, attempts kept.
+    report = reap(now=now + timedelta(seconds=60), use_lock=False)
+    assert (report.requeued, report.gone_workers, report.resent_jobs) == (3, [ghost], [job.pk])
+    assert set(job.items.values_list("status", "attempts")) == {("queued", 1)}
+    assert sent_batches(queue) == [sorted(job.items.values_list("pk", flat=True))]
+    assert set(other.items.values_list("status", flat=True)) == {"running"}
+
+    # It holds nothing any more, so it is struck off the list of silent workers.
+    assert reap(now=now + timedelta(seconds=61), use_lock=False).gone_workers == []
+    assert app.connection_for_write().default_channel.client.hlen(SILENT_KEY) == 0
 
 
 def test_items_running_past_the_hard_limit_are_queued_and_sent_again(alice, queue):

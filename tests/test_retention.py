@@ -158,3 +158,14 @@ def test_purge_command_and_beat_schedule_run_the_same_purge(alice, settings, dja
     stored_job(alice, age=timedelta(days=9))
     with django_capture_on_commit_callbacks(execute=True):
         assert purge_expired_jobs_task() == {"jobs": 1, "orphan_files": 0}
+
+
+def test_deleting_a_job_logs_its_id(alice, caplog):
+    from webapp.jobs.retention import delete_job
+
+    job = stored_job(alice, status=Job.Status.RUNNING)
+    job_id = job.pk
+    with caplog.at_level("INFO", logger="webapp.jobs.retention"):
+        delete_job(job)
+    # The id it had, not the None an instance holds after delete().
+    assert [record.getMessage() for record in caplog.records] == [f"job {job_id} deleted by its owner"]

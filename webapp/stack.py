@@ -219,6 +219,15 @@ class Stack:
             return self._control.control.ping(timeout=timeout, connection=connection)
 
     def check_alive(self) -> None:
+        """Raise RuntimeError naming the first process of this stack that has exited, Redis included."""
+        server = self.redis.process if self.redis is not None else None
+        if server is not None and server.poll() is not None:
+            # Without its broker nothing can be queued or finished, and the
+            # embedded server kept its messages in memory only: they are gone.
+            raise RuntimeError(
+                f"the embedded Redis (redis-server on port {self.redis.port}) exited with status "
+                f"{server.returncode}; every queued message went with it"
+            )
         for child in self.children:
             if child.process.poll() is not None:
                 raise RuntimeError(

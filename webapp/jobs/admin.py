@@ -48,7 +48,7 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     fields = ["id", "owner", "status", "model_name", "total", "succeeded_count", "failed_count",
-              "created_at", "started_at", "finished_at", "items_link"]  # fmt: skip
+              "created_at", "started_at", "finished_at", "retried_at", "items_link"]  # fmt: skip
     readonly_fields = fields
     inlines = [ItemInline]
     actions = ["retry_failed_items", "cancel_jobs"]
@@ -76,7 +76,20 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry failed items of the selected done jobs", permissions=["manage"])
     def retry_failed_items(self, request, queryset):
         jobs = list(queryset)
-        retried = sum(services.retry_failed(job) for job in jobs)
+        retried = 0
+        for done, job in enumerate(jobs):
+            try:
+                retried += services.retry_failed(job)
+            except services.QueueUnavailable as error:
+                reason = str(error)
+                if done:
+                    items = ngettext("%d failed item was", "%d failed items were", retried) % retried
+                    reason = (
+                        f"the job queue (Redis) stopped answering: {items} queued again, from the first {done} of "
+                        f"{len(jobs)} selected jobs; the others were left as they were, please try again in a minute"
+                    )
+                self.message_user(request, f"{reason[:1].upper()}{reason[1:]}.", messages.ERROR)
+                return
         self.message_user(request, ngettext(
             "%(items)s queued again, from %(n)d selected job.", "%(items)s queued again, from %(n)d selected jobs.",
             len(jobs),
@@ -88,8 +101,9 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         cancelled = sum(services.cancel(job) for job in jobs)
         skipped = len(jobs) - cancelled
         level = messages.SUCCESS if cancelled else messages.WARNING
-        self.message_user(request, "; ".join([
-            ngettext("%d job cancelled", "%d jobs cancelled", cancelled) % cancelled,
+        self.message_user(request, " ".join([
+            ngettext("%d job cancelled:", "%d jobs cancelled:", cancelled) % cancelled,
+            f"their queued images {services.CANCEL_EFFECT}.",
             ngettext("%d had already finished and was left as it was.",
                      "%d had already finished and were left as they were.", skipped) % skipped,
         ]), level)  # fmt: skip

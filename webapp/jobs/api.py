@@ -98,6 +98,18 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class CancelledSerializer(JobSerializer):
+    """The job after a cancel, and what the cancel did (documentation of the 200 answer)."""
+
+    detail = serializers.CharField(
+        help_text="what cancelling did: queued images will not run; those already running may still finish"
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "detail"]
+        read_only_fields = fields
+
+
 class RetriedSerializer(serializers.Serializer):
     retried = serializers.IntegerField(help_text="failed images queued again (0 unless the job was done)")
     job = JobSerializer()
@@ -106,6 +118,10 @@ class RetriedSerializer(serializers.Serializer):
 RETRY_AFTER = OpenApiParameter(
     "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[429],
     description="seconds until the upload would be accepted",
+)  # fmt: skip
+BROKER_RETRY_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[503],
+    description="seconds to wait before trying again",
 )  # fmt: skip
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="no such job of yours, or no such page")
 NO_SUCH_PAGE = OpenApiResponse(DetailSerializer, description="no such page")
@@ -137,18 +153,24 @@ BAD_PAGE_SIZE = OpenApiResponse(OpenApiTypes.OBJECT, description="page or page_s
         responses={204: None, 404: NOT_FOUND},
     ),
     cancel=extend_schema(
-        summary="Cancel an open job: queued images never run",
+        summary="Cancel an open job: queued images will not run; those already running may still finish",
         request=None,
         responses={
-            200: JobSerializer, 404: NOT_FOUND,
+            200: CancelledSerializer, 404: NOT_FOUND,
             409: OpenApiResponse(DetailSerializer, description="the job had already finished"),
         },
     ),  # fmt: skip
     retry_failed=extend_schema(
         summary="Send a done job's failed images through the workers again",
         request=None,
-        responses={200: RetriedSerializer, 404: NOT_FOUND},
-    ),
+        parameters=[BROKER_RETRY_AFTER],
+        responses={
+            200: RetriedSerializer, 404: NOT_FOUND,
+            503: OpenApiResponse(
+                DetailSerializer, description="the job queue (Redis) is not answering: nothing was retried"
+            ),
+        },
+    ),  # fmt: skip
     results=extend_schema(
         summary="Per-image results, in upload order",
         parameters=[
@@ -221,7 +243,7 @@ class JobViewSet(
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """Stop an open job: 200 with the job, or 409 if it had already finished."""
+        """Stop an open job: 200 with the job and a `detail` saying what that did, or 409 if it had already finished."""
         job = self.get_object()
         with _deleted_meanwhile_is_404():
             cancelled = services.cancel(job)
@@ -232,15 +254,22 @@ class JobViewSet(
                 {"detail": f"job is {job.status}; only a queued or running job can be cancelled"},
                 status=status.HTTP_409_CONFLICT,
             )
-        return Response(JobSerializer(job).data)
+        return Response({**JobSerializer(job).data, "detail": services.cancel_summary(job)})
 
     @action(detail=True, methods=["post"], url_path="retry-failed")
     def retry_failed(self, request, pk=None):
         """Queue a done job's failed items again: 200 {"retried": n, "job": {...}}."""
         job = self.get_object()
-        with _deleted_meanwhile_is_404():
-            retried = services.retry_failed(job)
-            job.refresh_from_db()  # also when nothing was retried: the job may be gone
+        try:
+            with _deleted_meanwhile_is_404():
+                retried = services.retry_failed(job)
+                job.refresh_from_db()  # also when nothing was retried: the job may be gone
+        except QueueUnavailable as error:
+            return Response(
+                {"detail": str(error)},
+                status=error.status_code,
+                headers={"Retry-After": str(error.retry_after_seconds)},
+            )
         return Response({"retried": retried, "job": JobSerializer(job).data})
 
 

@@ -44,6 +44,10 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The job's run is timed from here when set (its log line's queued= and total=).
+    retried_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its owner last sent its failed items through the workers again."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -78,8 +82,8 @@ def _extension(filename: str) -> str:
 
 
 class ItemQuerySet(models.QuerySet):
-    def claim(self, item_ids: Iterable[int], max_attempts: int | None = None) -> list[Item]:
-        """Mark these items running and return them; skip finished or cancelled ones.
+    def claim(self, item_ids: Iterable[int], max_attempts: int | None = None, worker: str = "") -> list[Item]:
+        """Mark these items running (held by `worker`) and return them; skip finished or cancelled ones.
 
         Items already `running` are claimed again: that is a batch delivered a
         second time because the worker that had it died. With max_attempts,
@@ -98,7 +102,7 @@ class ItemQuerySet(models.QuerySet):
                 give_up(exhausted.values_list("pk", "job_id"), gave_up_message(max_attempts))
             claimed_ids = list(claimable.values_list("pk", flat=True))
             self.filter(pk__in=claimed_ids).update(
-                status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
+                status=Item.Status.RUNNING, started_at=now, attempts=F("attempts") + 1, claimed_by=worker
             )
             items = list(self.filter(pk__in=claimed_ids).select_related("job").order_by("pk"))
             Job.objects.filter(pk__in={item.job_id for item in items}, status=Job.Status.QUEUED).update(
@@ -117,10 +121,6 @@ class ItemQuerySet(models.QuerySet):
                 status=Item.Status.CANCELLED, finished_at=timezone.now()
             )
             return running.update(status=Item.Status.QUEUED)
-
-    def stale(self, started_before) -> ItemQuerySet:
-        """Items still `running` that started before this moment."""
-        return self.filter(status=Item.Status.RUNNING, started_at__lt=started_before)
 
 
 def gave_up_message(attempts: int) -> str:
@@ -180,6 +180,9 @@ class Item(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # `attempts` when the owner last retried it: VQ_MAX_ATTEMPTS counts from here.
     attempts_at_retry = models.PositiveSmallIntegerField(default=0)
+    # The worker (tasks.reaper.worker_instance) that last claimed it: the reaper
+    # requeues the running items of a worker that has stopped answering.
+    claimed_by = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -251,15 +254,17 @@ def finish_if_complete(job_id: uuid.UUID, now=None) -> bool:
 def _log_job_done(job_id: uuid.UUID) -> None:
     # One line per job, written by whichever process finished it.
     job = Job.objects.get(pk=job_id)
-    waited = (job.started_at - job.created_at).total_seconds() if job.started_at else 0.0
-    took = (job.finished_at - job.created_at).total_seconds()
+    # A retried job is timed from its retry: the days it sat done before are no queueing.
+    since, queued_at = ("retry", job.retried_at) if job.retried_at else ("upload", job.created_at)
+    waited = (job.started_at - queued_at).total_seconds() if job.started_at else 0.0
+    took = (job.finished_at - queued_at).total_seconds()
     log.info(
-        "job %s done: model=%s items=%d succeeded=%d failed=%d queued=%.2fs total=%.2fs",
-        job.pk, job.model_name, job.total, job.succeeded_count, job.failed_count, waited, took,
+        "job %s done: model=%s items=%d succeeded=%d failed=%d queued=%.2fs total=%.2fs since=%s",
+        job.pk, job.model_name, job.total, job.succeeded_count, job.failed_count, waited, took, since,
         extra={
             "event": "job_done", "job_id": str(job.pk), "model": job.model_name, "items": job.total,
             "succeeded": job.succeeded_count, "failed": job.failed_count,
-            "queued_s": round(waited, 3), "total_s": round(took, 3),
+            "queued_s": round(waited, 3), "total_s": round(took, 3), "since": since,
         },
     )  # fmt: skip
 
@@ -298,7 +303,8 @@ def requeue_failed_items(job: Job) -> int:
         )
         if retried:
             Job.objects.filter(pk=job.pk).update(
-                status=Job.Status.QUEUED, failed_count=F("failed_count") - retried, finished_at=None
+                status=Job.Status.QUEUED, failed_count=F("failed_count") - retried, finished_at=None,
+                retried_at=timezone.now(),
             )
     job.refresh_from_db()
     return retried

@@ -35,11 +35,12 @@ PURGE_CHUNK = 200
 
 def delete_job(job: Job) -> None:
     """Delete a job, its items and (after commit) its files; stops it first if it is running."""
+    job_id = job.pk  # delete() sets the instance's pk to None
     with transaction.atomic():
         # Cancelled first, so a worker that claims its next batch finds nothing.
         cancel_job(job)
         job.delete()
-    log.info("job %s deleted by its owner", job.pk)
+    log.info("job %s deleted by its owner", job_id)
 
 
 @receiver(post_delete, sender=Job, dispatch_uid="jobs.remove_job_files")

@@ -22,7 +22,10 @@ from webapp.jobs.uploads import expand_uploads
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
 
-__all__ = ["JobRequestError", "UploadLimitExceeded", "cancel", "create_job", "delete_job", "retry_failed"]
+__all__ = [
+    "CANCEL_EFFECT", "JobRequestError", "QueueUnavailable", "UploadLimitExceeded", "cancel", "cancel_summary",
+    "create_job", "delete_job", "retry_failed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,12 @@ def _delete_files(stored: list[StoredImage]) -> None:
         default_storage.delete(image.name)
 
 
+# What cancelling does, in every message that reports it (API, job page, admin):
+# queued items are marked cancelled and never claimed; a batch a worker has
+# already claimed runs to its end and its results count.
+CANCEL_EFFECT = "will not run; those already running may still finish"
+
+
 def cancel(job: Job) -> bool:
     """Cancel an open job; False if it had already finished."""
     cancelled = cancel_job(job)
@@ -160,8 +169,34 @@ def cancel(job: Job) -> bool:
     return cancelled
 
 
+def cancel_summary(job: Job) -> str:
+    """The owner's message after cancel(job): what will not run, what may still finish, what had finished."""
+    not_run = job.items.filter(status=Item.Status.CANCELLED).count()
+    running = job.items.filter(status=Item.Status.RUNNING).count()
+    return " ".join([
+        ngettext("Job cancelled: %d queued image", "Job cancelled: %d queued images", not_run) % not_run,
+        f"{CANCEL_EFFECT} ({running} running now).",
+        ngettext("%(done)d of %(total)d image had finished.", "%(done)d of %(total)d images had finished.", job.total)
+        % {"done": job.finished_count, "total": job.total},
+    ])  # fmt: skip
+
+
 def retry_failed(job: Job) -> int:
-    """Send a done job's failed items through the workers again; returns how many."""
+    """Send a done job's failed items through the workers again; returns how many.
+
+    Raises QueueUnavailable when the broker does not answer: then nothing
+    changes, the items stay `failed` with their errors and attempt counts.
+    """
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.DONE, items__status=Item.Status.FAILED).exists():
+        return 0
+    if not broker_is_reachable():
+        # Checked before any row changes, as for a new upload. Should the
+        # broker go in the moment between this check and the publish, the
+        # items wait `queued` and the reaper sends them once it is back.
+        raise QueueUnavailable(
+            "the job queue (Redis) is not answering; nothing was retried and the failed images stay as they were, "
+            "please try again in a minute"
+        )
     with transaction.atomic():
         retried = requeue_failed_items(job)
         if retried:

@@ -27,8 +27,10 @@ from webapp.jobs.models import Item, Job
 from webapp.jobs.params import id_list
 from webapp.jobs.services import (
     JobRequestError,
+    QueueUnavailable,
     UploadLimitExceeded,
     cancel,
+    cancel_summary,
     create_job,
     delete_job,
     model_choices,
@@ -123,13 +125,17 @@ def _deleted_meanwhile_is_404():
 @login_required
 @require_GET
 def job_detail(request, job_id):
-    job = _owned_job(request, job_id)
+    return _job_page(request, _owned_job(request, job_id))
+
+
+def _job_page(request, job: Job, status: int = 200):
     items = Paginator(job.items.order_by("pk"), TILES_PER_PAGE).get_page(request.GET.get("page"))
     rejected = request.session.pop(_rejected_key(job.pk), None)
     return render(
         request,
         "jobs/job_detail.html",
         {"job": job, "items": items, "rejected": rejected, "actions_key": _actions_key(job)},
+        status=status,
     )
 
 
@@ -191,10 +197,7 @@ def job_cancel(request, job_id):
         if not cancelled:
             job.refresh_from_db()  # finished, or deleted by another request
     if cancelled:
-        messages.success(request, ngettext(
-            "Cancelled: %(done)d of %(total)d image had finished.",
-            "Cancelled: %(done)d of %(total)d images had finished.", job.total,
-        ) % {"done": job.finished_count, "total": job.total})  # fmt: skip
+        messages.success(request, cancel_summary(job))
     else:
         messages.info(request, "The job had already finished; nothing to cancel.")
     return redirect(job)
@@ -204,10 +207,18 @@ def job_cancel(request, job_id):
 @require_POST
 def job_retry_failed(request, job_id):
     job = _owned_job(request, job_id)
-    with _deleted_meanwhile_is_404():
-        retried = retry_failed(job)
-        if not retried:
-            job.refresh_from_db()  # not done yet, or deleted by another request
+    try:
+        with _deleted_meanwhile_is_404():
+            retried = retry_failed(job)
+            if not retried:
+                job.refresh_from_db()  # not done yet, or deleted by another request
+    except QueueUnavailable as error:
+        # The job page again, saying why, with the status an upload gets when the queue is down.
+        reason = str(error)
+        messages.error(request, f"{reason[:1].upper()}{reason[1:]}.")
+        response = _job_page(request, job, status=error.status_code)
+        response["Retry-After"] = str(error.retry_after_seconds)
+        return response
     if retried:
         messages.success(request, ngettext(
             "%(n)d failed image sent to the workers again.", "%(n)d failed images sent to the workers again.", retried
