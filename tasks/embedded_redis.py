@@ -4,7 +4,9 @@ When REDIS_URL is unset, the first process that needs the broker starts this
 server on 127.0.0.1 and a free port, records it under var/, and stops it when
 it exits; later processes on the same checkout find the record and share it.
 `make up`, `make demo` and the tests start one up front and hand its URL to
-every process they launch, so all of them talk to the same server.
+every process they launch, so all of them talk to the same server; `make up`
+records its server too, so a command run beside it (a lone worker, `manage.py
+reap_stuck_items`, a shell) talks to the same broker.
 """
 
 from __future__ import annotations
@@ -122,25 +124,53 @@ def broker_url() -> str:
     return url
 
 
-def _shared_embedded_url() -> str:
+RECORD = STATE_DIR / "embedded-redis.json"
+
+
+@contextlib.contextmanager
+def _record_lock():
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    record = STATE_DIR / "embedded-redis.json"
     with open(STATE_DIR / "embedded-redis.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            port = json.loads(record.read_text())["port"]
-            if ping(port):
-                return f"redis://127.0.0.1:{port}/0"
+        yield
+
+
+def _recorded_port() -> int | None:
+    """The port of the recorded shared server, when it answers."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        port = int(json.loads(RECORD.read_text())["port"])
+        if ping(port):
+            return port
+    return None
+
+
+def publish(server: EmbeddedRedis) -> None:
+    """Record `server` as this checkout's shared broker, for processes started beside it."""
+    with _record_lock():
+        RECORD.write_text(json.dumps({"port": server.port, "pid": os.getpid()}))
+
+
+def unpublish(server: EmbeddedRedis) -> None:
+    """Forget the record, if it still names `server`."""
+    with _record_lock(), contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if int(json.loads(RECORD.read_text())["port"]) == server.port:
+            RECORD.unlink()
+
+
+def _shared_embedded_url() -> str:
+    with _record_lock():
+        port = _recorded_port()
+        if port is not None:
+            return f"redis://127.0.0.1:{port}/0"
         server = EmbeddedRedis().start()
-        record.write_text(json.dumps({"port": server.port, "pid": os.getpid()}))
+        RECORD.write_text(json.dumps({"port": server.port, "pid": os.getpid()}))
     owner = os.getpid()
 
     def stop_if_owner() -> None:
         # Forked children inherit atexit handlers; only the starter stops it.
         if os.getpid() == owner:
+            unpublish(server)
             server.stop()
-            with contextlib.suppress(OSError):
-                record.unlink()
 
     atexit.register(stop_if_owner)
     return server.url

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks import pools
+from tasks import embedded_redis, pools
 from tasks.embedded_redis import EmbeddedRedis, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +56,9 @@ class Stack:
     # user:password pairs for Flower; None takes settings.FLOWER_BASIC_AUTH.
     flower_basic_auth: list[str] | None = None
     redis: EmbeddedRedis | None = None
+    # Record the embedded Redis under var/ while it runs (make up), so commands
+    # started beside the stack in this checkout use the same broker.
+    share_broker: bool = False
     children: list[Child] = field(default_factory=list)
     # Where web and worker processes keep their Prometheus numbers, so the
     # web's /metrics adds up every worker process's too (tasks/metrics.py).
@@ -78,6 +81,8 @@ class Stack:
         try:
             if not self._env.get("REDIS_URL"):
                 self.redis = EmbeddedRedis().start()
+                if self.share_broker:
+                    embedded_redis.publish(self.redis)
                 self._env["REDIS_URL"] = self.redis.url
                 # This process talks to the workers too (ping, enqueue): same broker.
                 os.environ["REDIS_URL"] = self.redis.url
@@ -274,6 +279,8 @@ class Stack:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir = None
         if self.redis:
+            if self.share_broker:
+                embedded_redis.unpublish(self.redis)
             self.redis.stop()
             self.redis = None
 

@@ -39,6 +39,7 @@ class Command(BaseCommand):
             gpu_queue=settings.VQ_GPU_QUEUE,
             env=env,
             beat=True,
+            share_broker=True,
         )
         stack.start(timeout=180)
         gpu_line = f"  gpu     {len(gpu_ids)} worker(s), GPUs {','.join(gpu_ids)}\n" if gpu_ids else ""
