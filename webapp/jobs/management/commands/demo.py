@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the job")
 
     def handle(self, images, timeout, **options):
-        paths = _images_in(images.expanduser())
+        folder = images.expanduser()
+        paths, skipped = _images_in(folder)
         call_command("migrate", interactive=False, verbosity=0)
         token, key = _demo_token(lifetime=timedelta(seconds=timeout, hours=1))
 
@@ -37,10 +38,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Starting broker, worker and web server (logs in {log_dir}) ...")
         with Stack(web_port=free_port(), log_dir=log_dir) as stack, _revoked_after(token):
             images_phrase = ngettext("%d image", "%d images", len(paths)) % len(paths)
-            self.stdout.write(f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {images_phrase}.")
+            skipped_phrase = (
+                ngettext(" (%d other file skipped: not named like an image)",
+                         " (%d other files skipped: not named like images)", skipped) % skipped
+                if skipped else ""
+            )  # fmt: skip
+            self.stdout.write(
+                f"Up: web {stack.web_url}, broker {stack.redis_url}. Submitting {images_phrase}{skipped_phrase}."
+            )
             api = requests.Session()
             api.headers["Authorization"] = f"Token {key}"
-            job = _submit(api, stack.web_url, paths)
+            job = _submit(api, stack.web_url, paths, folder)
             for rejected in job["rejected"]:
                 self.stdout.write(self.style.WARNING(f"rejected {rejected['filename']}: {rejected['error']}"))
             status = self._wait(api, stack, job["id"], timeout)
@@ -52,7 +60,10 @@ class Command(BaseCommand):
             f"\nJob {status['id']}: {status['succeeded']} succeeded, {status['failed']} failed "
             f"of {status['total']} in {elapsed:.1f} s with {status['model']}."
         ))
-        self.stdout.write("Run `make up` and log in to see the gallery, or `make test` to run the tests.")
+        self.stdout.write(
+            "These jobs belong to the user 'demo', who has no password. To see them in the gallery, give it one "
+            "with `.venv/bin/python manage.py changepassword demo`, run `make up` and log in as demo."
+        )
 
     def _wait(self, api, stack, job_id, timeout):
         deadline = time.monotonic() + timeout
@@ -85,21 +96,25 @@ class Command(BaseCommand):
             self.stdout.write(f"{filename:<{file_width}}  {label:<{label_width}}  {score}")
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """The image files directly in `folder`; CommandError (one line, no traceback) saying what is wrong."""
+def _images_in(folder: Path) -> tuple[list[Path], int]:
+    """The image files directly in `folder`, and how many other files it holds.
+
+    CommandError (one line, no traceback) saying what is wrong.
+    """
     if not folder.exists():
         raise CommandError(f"image folder {folder} does not exist (IMAGES= or --images must name a folder of images)")
     if not folder.is_dir():
         raise CommandError(f"{folder} is not a folder (IMAGES= or --images must name a folder of images)")
     try:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = [p for p in folder.iterdir() if p.is_file()]
     except OSError as error:
         raise CommandError(f"cannot read image folder {folder}: {error.strerror}") from None
+    paths = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise CommandError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}; subfolders are not searched"
         )
-    return paths
+    return paths, len(files) - len(paths)
 
 
 def _demo_token(lifetime: timedelta) -> tuple[ApiToken, str]:
@@ -121,16 +136,24 @@ def _revoked_after(token: ApiToken):
         token.delete()
 
 
-def _submit(api, web_url, paths):
+def _submit(api, web_url, paths, folder):
     files = [("images", (path.name, path.open("rb"))) for path in paths]
     try:
         response = api.post(f"{web_url}/api/jobs/", files=files, timeout=120)
     finally:
         for _, (_, handle) in files:
             handle.close()
-    if response.status_code != 201:
-        raise CommandError(f"upload refused ({response.status_code}): {response.text}")
-    return response.json()
+    if response.status_code == 201:
+        return response.json()
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"detail": response.text.strip()}
+    rejected = answer.get("rejected") or []
+    if rejected:
+        reasons = "; ".join(f"{entry['filename']}: {entry['error']}" for entry in rejected)
+        raise CommandError(f"no file in {folder} is an image we can read ({reasons})")
+    raise CommandError(f"upload refused ({response.status_code}): {answer.get('detail', answer)}")
 
 
 def _all_results(api, url):
