@@ -22,7 +22,12 @@ def failure_limit(settings):
 def test_after_the_failure_limit_even_the_right_password_is_refused_with_429(alice):
     client = Client()
     for _ in range(2):
-        assert log_in(client, "alice", "wrong").status_code == 200  # the form again, with an error
+        again = log_in(client, "alice", "wrong")
+        # The form again, with one error message, not two saying the same thing.
+        assert again.status_code == 200
+        assert again.content.decode().count('class="alert alert-error"') == 1
+        assert "Please enter a correct username and password" in again.content.decode()
+        assert "errorlist nonfield" not in again.content.decode()
     locked = log_in(client, "alice", "wrong")
     assert locked.status_code == 429
     assert "Too many failed logins" in locked.content.decode()
