@@ -57,3 +57,15 @@ def test_crops_have_the_model_input_size(photos):
 def test_unknown_model_names_the_choices():
     with pytest.raises(UnknownModel, match="efficientnet-lite0"):
         Classifier("resnet-9000")
+
+
+def test_every_class_has_a_name_of_its_own():
+    from ml.labels import imagenet_labels
+
+    labels = imagenet_labels()
+    # A top-5 never shows one name twice: each of the 1000 classes has its own.
+    assert len(labels) == 1000 and len(set(labels)) == 1000
+    # The two pairs the clean list names alike keep their WordNet senses apart.
+    assert (labels[657], labels[744]) == ("missile", "projectile")
+    assert (labels[836], labels[837]) == ("sunglass", "sunglasses")
+    assert labels[0] == "tench" and labels[281] == "tabby cat"
