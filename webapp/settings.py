@@ -316,6 +316,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Replaces Django's own handlers for its loggers (a bare console copy
+        # while DEBUG, mail to admins): every line goes once, through the root.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"level": "WARNING"},
         "celery": {"level": "INFO"},
     },
