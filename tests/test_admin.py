@@ -44,6 +44,10 @@ def test_staff_filter_jobs_by_status_owner_and_search_by_filename_or_label(clien
 
     items = client.get("/admin/jobs/item/?q=espresso").content.decode()
     assert "coffee.png" in items and "kitten.jpg" not in items
+    # Items by the short job id the job page shows, and by the whole id.
+    for job_id in (str(jobs["bob_done"].pk)[:8], str(jobs["bob_done"].pk)):
+        items = client.get(f"/admin/jobs/item/?q={job_id}").content.decode()
+        assert "kitten.jpg" in items and "coffee.png" not in items, job_id
 
 
 def test_predictions_are_shown_read_only(client, staff, jobs):

@@ -115,7 +115,8 @@ class ItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "attempts", "finished_at"]  # fmt: skip
     list_display_links = ["thumbnail_preview", "filename"]
     list_filter = ["status", "job__model_name", ("job__owner", admin.RelatedOnlyFieldListFilter), "created_at"]
-    search_fields = ["filename", "top_label", "sha256", "=job__id"]
+    # job__id by substring, so the short id the job page shows (its first 8 characters) finds its items.
+    search_fields = ["filename", "top_label", "sha256", "job__id"]
     list_select_related = ["job", "job__owner"]
     fields = ["thumbnail_preview", "filename", "job_link", "owner", "status", "error", "predictions_table",
               "format", "width", "height", "size_bytes", "sha256", "attempts", "created_at", "started_at",
