@@ -346,3 +346,8 @@ def test_search_finds_my_images_by_top_label_across_jobs_and_never_bobs(client, 
     kitty = Item.objects.get(filename="kitty.jpg")
     assert f'href="/jobs/{first.pk}/items/{kitty.pk}/"' in page
     assert "No image of yours" in body(client.get("/search/?q=giraffe"))
+    # Several words: each must be in the label, in any order.
+    page = body(client.get("/search/?q=cat%20TIGER"))
+    assert re.findall(r'<span class="filename" title="([^"]+)"', page) == ["tiger.jpg"]
+    assert "1 image whose top label contains “cat” and “TIGER”." in page
+    assert "No image of yours has a top label containing “cat” and “beagle”." in body(client.get("/search/?q=cat+beagle"))

@@ -287,18 +287,19 @@ def item_detail(request, job_id, item_id):
 @login_required
 @require_GET
 def search(request):
-    """Every image of mine whose top-1 label contains the query, newest job first."""
+    """Every image of mine whose top-1 label contains each word of the query, newest job first."""
     # NUL never matches a label, and PostgreSQL refuses it in a query.
     query = request.GET.get("q", "").replace("\x00", "").strip()[:128]
+    # Every word, in any order: "mau egyptian" finds "Egyptian Mau".
+    words = query.split()[:8]
     page = None
-    if query:
-        found = (
-            Item.objects.filter(job__owner=request.user, status=Item.Status.SUCCEEDED, top_label__icontains=query)
-            .select_related("job")
-            .order_by("-job__created_at", "pk")
-        )
+    if words:
+        found = Item.objects.filter(job__owner=request.user, status=Item.Status.SUCCEEDED)
+        for word in words:
+            found = found.filter(top_label__icontains=word)
+        found = found.select_related("job").order_by("-job__created_at", "pk")
         page = Paginator(found, TILES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "jobs/search.html", {"query": query, "items": page})
+    return render(request, "jobs/search.html", {"query": query, "words": words, "items": page})
 
 
 @login_required

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 from django import template
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -37,3 +39,11 @@ def score_percent(score) -> str:
 @register.filter
 def short_id(value) -> str:
     return str(value)[:8]
+
+
+@register.filter
+def quoted_list(words) -> str:
+    """["egyptian", "mau"] -> “egyptian” and “mau” (escaped)."""
+    quoted = [f"“{conditional_escape(word)}”" for word in words]
+    text = "".join(quoted) if len(quoted) < 2 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+    return mark_safe(text)  # noqa: S308 - every word is escaped above
