@@ -96,6 +96,10 @@ def test_metrics_and_logs_follow_a_job_through_the_system(live_system, alice, ph
     assert "task=" in batch_line and "forwards=" in batch_line and "total=" in batch_line
     job_line = next(line for line in log_text.splitlines() if f"job {job_id} done" in line)
     assert f"model={model} items=4 succeeded=3 failed=1" in job_line
+    # The web's lines for the job, in the order things happened: created, then enqueued.
+    web_log = next(child.log_path for child in live_system.children if child.name == "web").read_text()
+    web_lines = [line for line in web_log.splitlines() if f"job {job_id} " in line]
+    assert [line.split(f"job {job_id} ")[1].split(":")[0] for line in web_lines] == ["created", "enqueued"], web_lines
 
 
 @pytest.mark.integration

@@ -112,7 +112,7 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
             stored.append(StoredImage(checked, name, candidate.file.size))
         if not stored:
             return JobCreation(job=None, rejected=rejected)
-        job = _create_rows(job_id, owner, model_name, stored)
+        job = _create_rows(job_id, owner, model_name, stored, rejected=len(rejected))
     except UploadTooLargeForQuota as error:
         _delete_files(stored)
         raise JobRequestError(str(error)) from None
@@ -120,12 +120,10 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
         # Nothing half-written: a job that did not commit leaves no files.
         _delete_files(stored)
         raise
-    log.info("job %s created: owner=%s model=%s items=%d rejected=%d",
-             job.pk, owner.pk, model_name, job.total, len(rejected))
     return JobCreation(job=job, rejected=rejected)
 
 
-def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredImage]) -> Job:
+def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredImage], rejected: int) -> Job:
     with transaction.atomic():
         # Counted in the job's transaction: no job, no charge; no charge, no job.
         record_upload(owner, len(stored))
@@ -146,6 +144,11 @@ def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredI
             ],
             batch_size=500,
         )
+        # Commit hooks run in order: the "created" line comes before "enqueued".
+        transaction.on_commit(partial(
+            log.info, "job %s created: owner=%s model=%s items=%d rejected=%d",
+            job.pk, owner.pk, model_name, job.total, rejected,
+        ))  # fmt: skip
         transaction.on_commit(partial(enqueue_job_or_leave_queued, job.pk))
     return job
 
