@@ -58,6 +58,12 @@ def test_a_token_that_never_expires_and_a_nameless_one(page, alice):
 
 def test_revoking_from_the_page(page, alice):
     token, key = ApiToken.objects.issue(alice, "old laptop")
+    listing = page.get("/settings/tokens/").content.decode()
+    # Revoke… asks first: the link shows what stops working, and changes nothing.
+    assert f'href="/settings/tokens/{token.pk}/revoke"' in listing
+    asked = page.get(f"/settings/tokens/{token.pk}/revoke").content.decode()
+    assert "Revoke “old laptop”?" in asked and f"{key[:10]}…" in asked and key not in asked
+    assert ApiToken.objects.filter(pk=token.pk).exists()
     response = page.post(f"/settings/tokens/{token.pk}/revoke", follow=True)
     assert response.redirect_chain[-1][0] == "/settings/tokens/"
     assert "Revoked “old laptop”" in response.content.decode()
@@ -70,6 +76,7 @@ def test_revoking_from_the_page(page, alice):
 def test_only_my_tokens_are_listed_and_revocable(page, bob):
     bobs, _ = ApiToken.objects.issue(bob, "bob-laptop-token")
     assert "bob-laptop-token" not in page.get("/settings/tokens/").content.decode()
+    assert page.get(f"/settings/tokens/{bobs.pk}/revoke").status_code == 404
     assert page.post(f"/settings/tokens/{bobs.pk}/revoke").status_code == 404
     assert ApiToken.objects.filter(pk=bobs.pk).exists()
 

@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from webapp.security.limits import limits_for, usage_of
 from webapp.security.models import ApiToken
@@ -64,10 +64,13 @@ def token_list(request):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def token_revoke(request, token_id):
+    """GET asks to confirm (a script using the token stops working); POST revokes it."""
     # The owner is part of the lookup: another user's token ids are simply not found.
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    if request.method == "GET":
+        return render(request, "security/token_revoke.html", {"token": token})
     token.delete()
     messages.success(request, f"Revoked “{token.name}” ({token.prefix}…): it no longer works.")
     return redirect("token-list")
