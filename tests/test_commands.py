@@ -86,6 +86,69 @@ def test_demo_with_a_bad_image_folder_says_so_in_one_line(tmp_path, case):
     assert line.startswith(f"CommandError: {expected}"), run.stderr
 
 
+@pytest.mark.integration
+def test_demo_on_a_folder_with_no_readable_image_names_each_file_in_one_line(tmp_path):
+    from tests.conftest import REPO
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "b.jpg").write_text("not a picture")
+    (folder / "notes.txt").write_text("skipped: not named like an image")
+    # The real demo, on its own database and embedded broker: the server's checks decide.
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", MEDIA_ROOT=str(tmp_path / "media"))
+    run = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--images", str(folder)], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    # It said what it skipped and sent, then one line naming the file and the reason, no JSON, no traceback.
+    assert "Submitting 1 image (1 other file skipped: not named like an image)." in run.stdout
+    [line] = run.stderr.splitlines()
+    assert line == (
+        f"CommandError: no file in {folder} is an image we can read "
+        "(b.jpg: not an image Pillow can read (the contents, not the name, decide))"
+    ), run.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username", ["bad name!", "x" * 151, "semi;colon"])
+def test_create_api_token_refuses_a_username_that_sign_up_would_refuse(username):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=f"cannot create user {re.escape(repr(username))}"):
+        call_command("create_api_token", username, stdout=io.StringIO(), stderr=io.StringIO())
+    # Nothing was created: no user, no token.
+    assert not get_user_model().objects.filter(username=username).exists()
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_api_token_for_an_existing_user_with_an_odd_name_still_works(django_user_model):
+    # Accounts made before the rule (or by the admin) keep getting tokens.
+    django_user_model.objects.create(username="legacy name")
+    out = io.StringIO()
+    call_command("create_api_token", "legacy name", stdout=out, stderr=io.StringIO())
+    assert ApiToken.objects.get(user__username="legacy name").key_hash == hash_key(out.getvalue().strip())
+
+
+def test_make_up_records_its_broker_for_commands_started_beside_it(tmp_path, monkeypatch):
+    from tasks import embedded_redis
+    from webapp.stack import Stack
+
+    monkeypatch.setattr(embedded_redis, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(embedded_redis, "RECORD", tmp_path / "embedded-redis.json")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with Stack(web_port=None, worker_concurrency=0, share_broker=True) as stack:
+        # A lone command in the same checkout (REDIS_URL unset) finds make up's server, not a new one.
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        assert broker_url() == stack.redis_url
+        port = stack.redis.port
+    # Stopped: the record is gone with the server, and the next lone command starts its own.
+    assert not (tmp_path / "embedded-redis.json").exists()
+    assert not ping(port)
+
+
 def test_embedded_redis_is_a_real_server_and_stops():
     with EmbeddedRedis() as server:
         import redis
