@@ -26,6 +26,7 @@ from tasks import embedded_redis, pools
 from tasks.embedded_redis import EmbeddedRedis, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+FLOWER_STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -264,10 +265,15 @@ class Stack:
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         for child in reversed(self.children):
+            # Workers get the whole timeout to finish their batches; Flower
+            # holds nothing, and with its broker gone it keeps retrying instead
+            # of exiting, so it gets a few seconds.
+            until = min(deadline, started + FLOWER_STOP_GRACE_S) if child.name == "flower" else deadline
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, until - time.monotonic()))
             if child.process.poll() is None:
                 child.process.kill()
                 child.process.wait()

@@ -55,4 +55,6 @@ class Command(BaseCommand):
             f"{gpu_line}"
             f"Press Ctrl-C to stop.\n"
         ))
-        raise SystemExit(stack.wait())
+        failure = stack.wait()
+        self.stdout.write("VisionQueue stopped: every process it started has exited.")
+        raise SystemExit(failure)
