@@ -7,11 +7,13 @@
 """
 
 from ml.imaging import (
+    NOT_AN_IMAGE,
     CorruptImage,
     ImageError,
     ImageInfo,
     ImageTooLarge,
     UnsupportedImage,
+    could_be_supported_image,
     inspect_image,
     load_rgb,
     make_thumbnail,
@@ -34,6 +36,7 @@ def __getattr__(name: str):
 __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
+    "NOT_AN_IMAGE",
     "Classifier",
     "CorruptImage",
     "ImageError",
@@ -45,6 +48,7 @@ __all__ = [
     "UnknownModel",
     "UnsupportedImage",
     "available_models",
+    "could_be_supported_image",
     "crop_and_resize",
     "get_spec",
     "inspect_image",

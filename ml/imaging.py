@@ -32,6 +32,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _WHITE = (255, 255, 255)
 
+# Said of a file no supported format recognises, whether read whole or by its first bytes.
+NOT_AN_IMAGE = "not an image Pillow can read (the contents, not the name, decide)"
+
 
 class ImageError(ValueError):
     """A file that cannot be classified; the message is safe to show its owner."""
@@ -65,7 +68,7 @@ def _open(source: str | BinaryIO) -> Image.Image:
             _ignore_corrupt_exif_warnings()
             image = Image.open(source)
     except UnidentifiedImageError:
-        raise UnsupportedImage("not an image Pillow can read (the contents, not the name, decide)") from None
+        raise UnsupportedImage(NOT_AN_IMAGE) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptImage(f"unreadable image header: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:
@@ -90,6 +93,23 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
             f"{width}x{height} is {width * height / 1e6:.0f} megapixels, "
             f"over the limit of {max_pixels / 1e6:.0f} megapixels"
         )
+
+
+def could_be_supported_image(head: bytes) -> bool:
+    """Whether a file starting with these bytes (16 are enough) may be one of SUPPORTED_FORMATS.
+
+    Pillow's own signature checks, so a False here is what inspect_image
+    would conclude from the whole file; lets a caller skip unpacking junk.
+    """
+    Image.init()
+    for image_format in SUPPORTED_FORMATS:
+        factory_and_accept = Image.OPEN.get(image_format)
+        if factory_and_accept is None:  # MPO is opened through the JPEG plugin
+            continue
+        accept = factory_and_accept[1]
+        if accept is None or accept(head[:16]):
+            return True
+    return False
 
 
 def inspect_image(source: str | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:

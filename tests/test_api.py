@@ -3,6 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tasks.dispatch import enqueue_job_or_leave_queued
 from webapp.jobs.models import Item, Job
 from tests.conftest import SAMPLES
 from tests.images import image_bytes, upload
@@ -38,8 +39,9 @@ def test_create_returns_201_with_the_contract_shape_and_enqueues_after_commit(
     assert (body["status"], body["total"], body["rejected"]) == ("queued", 2, [])
     job = Job.objects.get(pk=body["id"])
     assert job.owner == alice and job.model_name == "efficientnet-lite0"
-    # Exactly one enqueue, and only once the transaction has committed.
-    assert len(callbacks) == 1
+    # Exactly one enqueue, and only once the transaction has committed (after the "created" log line).
+    enqueues = [hook for hook in callbacks if getattr(hook, "func", None) is enqueue_job_or_leave_queued]
+    assert len(enqueues) == 1 and enqueues[0].args == (job.pk,) and callbacks[-1] is enqueues[0]
     items = list(job.items.order_by("pk"))
     assert [item.filename for item in items] == ["coffee.png", "chelsea.png"]
     assert all(item.status == "queued" and len(item.sha256) == 64 for item in items)

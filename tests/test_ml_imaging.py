@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml import CorruptImage, ImageTooLarge, UnsupportedImage, inspect_image, load_rgb
+from ml import CorruptImage, ImageTooLarge, UnsupportedImage, could_be_supported_image, inspect_image, load_rgb
+from tests.conftest import EDGE_CASES, SAMPLES
 from tests.images import image_bytes, quadrants
 
 # Pillow's transpose that a viewer applies for each EXIF orientation value.
@@ -138,6 +139,24 @@ def test_pixel_limit_is_checked_from_the_header():
 def test_non_images_are_unsupported(data, error):
     with pytest.raises(error, match="not an image"):
         inspect_image(io.BytesIO(data))
+
+
+SIGNATURE_CASES = sorted([*EDGE_CASES.iterdir(), *SAMPLES.glob("*.*")])
+
+
+@pytest.mark.parametrize("path", SIGNATURE_CASES, ids=lambda path: path.name)
+def test_the_first_bytes_rule_out_only_what_a_whole_read_would(path):
+    data = path.read_bytes()
+    if could_be_supported_image(data[:16]):
+        return  # a whole read decides; nothing more to agree on
+    with pytest.raises(UnsupportedImage, match="not an image"):
+        inspect_image(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"])
+def test_the_first_bytes_of_every_supported_format_are_recognised(fmt):
+    assert could_be_supported_image(image_bytes(fmt=fmt)[:16])
+    assert not could_be_supported_image(b"%PDF-1.4 not an image")
 
 
 def test_truncated_jpeg_is_corrupt_with_a_clear_reason():

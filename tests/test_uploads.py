@@ -14,6 +14,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from ml import NOT_AN_IMAGE
 from tests.conftest import SAMPLES
 from tests.images import image_bytes, upload
 from webapp.jobs.models import Item, Job
@@ -299,6 +300,121 @@ def test_anonymous_uploads_are_refused_before_any_parsing(media_root):
     response = post_job(APIClient(), [upload("a.png", COFFEE)])
     assert response.status_code == 401
     assert nothing_was_created(media_root)
+
+
+def multipart(*parts: tuple[str, str | None, bytes], boundary: str = "XYZ") -> bytes:
+    """A multipart body written by hand: (field, filename or None for a plain field, content) per part."""
+    body = b""
+    for field, filename, content in parts:
+        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def post_raw(client, body: bytes, content_type: str = "multipart/form-data; boundary=XYZ", **extra):
+    return client.generic("POST", "/api/jobs/", body, content_type=content_type, **extra)
+
+
+def test_a_file_named_dot_dot_is_checked_by_a_placeholder_name_not_dropped(alice, api_as):
+    body = multipart(
+        ("images", "..", COFFEE),
+        ("images", "notes/", b"not an image"),
+        ("images", "", b""),  # a browser's file input left empty: no file at all
+    )
+    response = post_raw(api_as(alice), body)
+
+    assert response.status_code == 201, response.content
+    [item] = Item.objects.filter(job_id=response.json()["id"])
+    assert (item.filename, item.format) == ("(unnamed file)", "PNG")
+    assert response.json()["rejected"] == [{"filename": "(unnamed file)", "error": NOT_AN_IMAGE}]
+
+
+def test_files_in_another_field_are_rejected_by_name(alice, api_as, media_root):
+    api = api_as(alice)
+    response = api.post("/api/jobs/", {"images": [upload("coffee.png", COFFEE)], "file": [upload("rocket.jpg", ROCKET)]})
+    assert response.status_code == 201
+    assert response.json()["total"] == 1
+    assert response.json()["rejected"] == [
+        {"filename": "rocket.jpg", "error": "sent in the field 'file'; images go in the field 'images'"}
+    ]
+
+    Job.objects.all().delete()
+    only_elsewhere = api.post("/api/jobs/", {"image": [upload("rocket.jpg", ROCKET)]})
+    assert only_elsewhere.status_code == 400
+    assert "no files in the field 'images'" in only_elsewhere.json()["detail"]
+    assert [r["filename"] for r in only_elsewhere.json()["rejected"]] == ["rocket.jpg"]
+    assert Job.objects.count() == 0
+
+
+def test_the_model_field_sent_twice_is_a_400(alice, api_as, media_root):
+    response = post_raw(api_as(alice), multipart(
+        ("images", "coffee.png", COFFEE), ("model", None, b"efficientnet-lite0"), ("model", None, b"efficientnet-lite2"),
+    ))  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["detail"] == "the field 'model' was sent 2 times; send it once; nothing was created"
+    assert nothing_was_created(media_root)
+
+
+def test_a_chunked_body_without_a_length_is_411_not_no_files(alice, api_as, client, media_root):
+    body = multipart(("images", "coffee.png", COFFEE))
+    response = post_raw(api_as(alice), body, HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="")
+    assert response.status_code == 411
+    assert "Content-Length" in response.json()["detail"]
+    client.force_login(alice)
+    page = client.generic(
+        "POST", "/upload/", body, content_type="multipart/form-data; boundary=XYZ",
+        HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="",
+    )  # fmt: skip
+    assert page.status_code == 411 and "chunked" in page.content.decode()
+    assert nothing_was_created(media_root)
+
+
+def test_a_body_with_no_parts_says_so_rather_than_no_files(alice, api_as, media_root):
+    body = multipart(("images", "coffee.png", COFFEE), boundary="SOMETHING-ELSE")
+    response = post_raw(api_as(alice), body)  # the Content-Type names XYZ
+    assert response.status_code == 400
+    assert "holds no form parts" in response.json()["detail"]
+    assert nothing_was_created(media_root)
+
+
+@pytest.mark.parametrize(
+    "members,what",
+    [({}, "no files"), ({"holiday/": b"", "__MACOSX/._x.png": b"junk", "holiday/.DS_Store": b"x"}, "nothing but folders")],
+    ids=["empty", "only-folders-and-junk"],
+)
+def test_an_archive_with_no_file_is_rejected_by_name(alice, api_as, media_root, members, what):
+    response = post_job(api_as(alice), [upload("empty.zip", zip_bytes(members))])
+    assert response.status_code == 400
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "empty.zip"
+    assert what in entry["error"] and "no image in it" in entry["error"]
+    assert nothing_was_created(media_root)
+
+
+def test_the_archives_of_one_upload_share_the_unpacked_size_limit(alice, api_as, settings):
+    first, second = zip_bytes({"coffee.png": COFFEE}), zip_bytes({"rocket.jpg": ROCKET})
+    settings.VQ_MAX_ZIP_BYTES = len(COFFEE) + len(ROCKET) - 1  # each fits alone, not both
+    response = post_job(api_as(alice), [upload("first.zip", first), upload("second.zip", second)])
+
+    assert response.status_code == 201
+    assert set(results_of(response.json()["id"])) == {"first.zip/coffee.png"}
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "second.zip"
+    assert "with the archives before it in this upload" in entry["error"] and "per upload" in entry["error"]
+
+
+def test_a_member_that_is_not_an_image_is_refused_from_its_first_bytes(alice, api_as, monkeypatch):
+    from webapp.jobs import uploads
+
+    unpacked = []
+    real_copy = uploads.shutil.copyfileobj
+    monkeypatch.setattr(uploads.shutil, "copyfileobj", lambda source, *args, **kw: unpacked.append(source) or real_copy(source, *args, **kw))
+    archive = zip_bytes({"coffee.png": COFFEE, "log.txt": b"2026-12-04 started\n" + bytes(5_000_000)})
+    response = post_job(api_as(alice), [upload("mixed.zip", archive)])
+
+    assert response.status_code == 201
+    assert response.json()["rejected"] == [{"filename": "mixed.zip/log.txt", "error": NOT_AN_IMAGE}]
+    assert len(unpacked) == 1  # the PNG's rest; the 5 MB text file never got past its first 16 bytes
 
 
 def test_the_type_comes_from_the_bytes_never_the_name_or_content_type(alice, api_as):

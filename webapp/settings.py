@@ -128,6 +128,13 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 MEDIA_URL = "/media/"
 # Larger uploads stream to temporary files instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Django's two handlers, behind one that keeps parts named '..' or '.' (Django
+# drops those silently) so each file is accepted or rejected by name.
+FILE_UPLOAD_HANDLERS = [
+    "webapp.jobs.multipart.KeepUnnamedFilesHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # --- Upload limits (each over-limit file is rejected by name) -----------------
@@ -138,8 +145,9 @@ VQ_MAX_PIXELS = env.int("VQ_MAX_PIXELS", default=64_000_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = VQ_MAX_FILES_PER_JOB + 10
 
 # --- Faults: archives, request size, retries and the reaper -----------------
-# A .zip upload (recognised by its bytes) is unpacked only within these bounds;
-# over either, the archive is rejected by name and nothing from it is used.
+# A .zip upload (recognised by its bytes) is unpacked only within these bounds
+# (the bytes for all archives of one request together); over either, the
+# archive is rejected by name and nothing from it is used.
 VQ_MAX_ZIP_MEMBERS = env.int("VQ_MAX_ZIP_MEMBERS", default=VQ_MAX_FILES_PER_JOB)
 VQ_MAX_ZIP_BYTES = env.int("VQ_MAX_ZIP_BYTES", default=2 * 1024**3)
 # A request body over this is answered 413 before it is read. Room for one

@@ -1,8 +1,9 @@
 """Request-level upload limits answered with a clear 4xx, never a 500 or a bare "Bad Request".
 
-Three places can refuse an upload before our code sees a file: the body is
+Four places can refuse an upload before our code sees a file: the body is
 larger than VQ_MAX_REQUEST_BYTES (refused here from Content-Length, before it
-is read), or Django's own parser limits (DATA_UPLOAD_MAX_NUMBER_FILES,
+is read), the body is chunked with no Content-Length (WSGI would hand Django
+an empty body), or Django's own parser limits (DATA_UPLOAD_MAX_NUMBER_FILES,
 DATA_UPLOAD_MAX_NUMBER_FIELDS, DATA_UPLOAD_MAX_MEMORY_SIZE) or a malformed
 multipart body stop the parse. Each gets a message naming the limit: JSON for
 the API, a short page for the browser.
@@ -24,7 +25,16 @@ class RequestLimitsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        length = _content_length(request)
+        if _is_chunked_without_length(request):
+            # WSGI hands Django no body without a Content-Length: the upload
+            # would look empty, and "no files were sent" would be a lie.
+            return refusal(
+                request,
+                411,
+                "the request body was sent in chunks (Transfer-Encoding: chunked) without a Content-Length, "
+                "which this server cannot read; send it with a Content-Length (curl -F does); nothing was created",
+            )
+        length = content_length(request)
         if length > settings.VQ_MAX_REQUEST_BYTES:
             return refusal(
                 request,
@@ -87,8 +97,13 @@ def refusal(request: HttpRequest, status: int, message: str, retry_after: int | 
     return response
 
 
-def _content_length(request: HttpRequest) -> int:
+def content_length(request: HttpRequest) -> int:
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0
+
+
+def _is_chunked_without_length(request: HttpRequest) -> bool:
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return chunked and not request.META.get("CONTENT_LENGTH")

@@ -4,11 +4,14 @@ An upload whose bytes start like a zip archive (never its name or content
 type) is opened here and each member becomes a candidate image, named
 `archive.zip/folder/photo.jpg`. An archive is refused as a whole when its
 directory says it is too big: more members than VQ_MAX_ZIP_MEMBERS, more
-uncompressed bytes than VQ_MAX_ZIP_BYTES, or a member path that climbs out of
-the archive (absolute, `..`, a drive letter). Single members are refused by
-name: nested archives, links, encrypted or damaged members, members over the
-per-file limit. Nothing is extracted to a path taken from the archive: each
-member is copied to an anonymous temporary file and checked like any upload.
+uncompressed bytes than VQ_MAX_ZIP_BYTES (all archives of one request
+together), or a member path that climbs out of the archive (absolute, `..`,
+a drive letter). An archive with no file in it is refused by name too.
+Single members are refused by name: nested archives, links, encrypted or
+damaged members, members over the per-file limit, and members whose first
+bytes are not an image's (refused before the rest is unpacked). Nothing is
+extracted to a path taken from the archive: each member is copied to an
+anonymous temporary file and checked like any upload.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 
+from ml import NOT_AN_IMAGE, could_be_supported_image
 from webapp.jobs.validation import Rejection, display_name, human_size
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
@@ -65,14 +69,22 @@ def expand_uploads(uploads: Iterable[UploadedFile]) -> Iterator[Candidate | Reje
     the caller moves on, so a large archive never holds more than one member
     on disk or open at once.
     """
+    unpack_budget = _UnpackBudget(settings.VQ_MAX_ZIP_BYTES)
     for upload in uploads:
         if upload.size and is_zip_archive(upload):
-            yield from _archive_members(upload)
+            yield from _archive_members(upload, unpack_budget)
         else:
             yield Candidate(upload, display_name(upload.name))
 
 
-def _archive_members(upload: UploadedFile) -> Iterator[Candidate | Rejection]:
+@dataclass
+class _UnpackBudget:
+    """Uncompressed bytes the archives of one request may still unpack to, together."""
+
+    left: int
+
+
+def _archive_members(upload: UploadedFile, budget: _UnpackBudget) -> Iterator[Candidate | Rejection]:
     archive_name = display_name(upload.name)
     upload.seek(0)
     try:
@@ -87,13 +99,16 @@ def _archive_members(upload: UploadedFile) -> Iterator[Candidate | Rejection]:
         return
     with archive:
         members = archive.infolist()
-        refusal = _check_members(members)
+        refusal = _check_members(members, budget)
         if refusal:
             yield Rejection(archive_name, refusal)
             return
-        for member in members:
-            if member.is_dir() or _is_system_junk(member.filename):
-                continue
+        files = [member for member in members if not member.is_dir() and not _is_system_junk(member.filename)]
+        if not files:
+            what = "nothing but folders and system files" if members else "no files"
+            yield Rejection(archive_name, f"the archive holds {what}; there is no image in it")
+            return
+        for member in files:
             name = member_display_name(archive_name, member.filename)
             problem = _member_problem(member)
             if problem:
@@ -121,7 +136,7 @@ def _check_directory(upload: UploadedFile) -> str:
     return ""
 
 
-def _check_members(members: list[zipfile.ZipInfo]) -> str:
+def _check_members(members: list[zipfile.ZipInfo], budget: _UnpackBudget) -> str:
     if len(members) > settings.VQ_MAX_ZIP_MEMBERS:
         return _too_many_members(len(members))
     for member in members:
@@ -136,8 +151,16 @@ def _check_members(members: list[zipfile.ZipInfo]) -> str:
     if total > settings.VQ_MAX_ZIP_BYTES:
         return (
             f"the archive unpacks to {human_size(total)}, over the limit of "
-            f"{human_size(settings.VQ_MAX_ZIP_BYTES)} per archive; nothing from it was used"
+            f"{human_size(settings.VQ_MAX_ZIP_BYTES)} per upload; nothing from it was used"
         )
+    if total > budget.left:
+        # Many small bombs in one request add up like one big one.
+        return (
+            f"the archive unpacks to {human_size(total)}, and with the archives before it in this upload that is "
+            f"over the limit of {human_size(settings.VQ_MAX_ZIP_BYTES)} per upload; nothing from it was used "
+            "(send it as a job of its own)"
+        )
+    budget.left -= total
     return ""
 
 
@@ -179,11 +202,15 @@ def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> Up
     temporary = TemporaryUploadedFile(name, "application/octet-stream", member.file_size, None)
     try:
         with archive.open(member) as source:
-            head = source.read(8)
+            head = source.read(16)
             kind = _archive_kind(head)
             if kind:
                 temporary.close()
                 return Rejection(name, f"a {kind} archive inside an archive; archives are opened one level deep only")
+            if not could_be_supported_image(head):
+                # Judged from its first bytes, as a whole read would be: the rest is never unpacked.
+                temporary.close()
+                return Rejection(name, NOT_AN_IMAGE)
             temporary.write(head)
             shutil.copyfileobj(source, temporary, length=1024 * 1024)
     except NotImplementedError:
