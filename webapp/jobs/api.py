@@ -224,7 +224,7 @@ class JobViewSet(
         if refusal:
             return refusal
         try:
-            creation = create_job(request.user, uploads, model_name=models[0] if models else None)
+            creation = create_job(request.user, uploads, model_name=models[0] if models else None, refused=misplaced)
         except JobRequestError as error:
             headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, QueueUnavailable) else None
             return Response({"detail": str(error), "rejected": []}, status=error.status_code, headers=headers)
@@ -234,7 +234,7 @@ class JobViewSet(
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
                 headers={"Retry-After": str(error.retry_after)},
             )
-        rejected = [rejection.as_dict() for rejection in [*creation.rejected, *misplaced]]
+        rejected = [rejection.as_dict() for rejection in creation.rejected]
         if creation.job is None:
             return Response(
                 {"detail": "no acceptable image in the upload; nothing was created", "rejected": rejected},

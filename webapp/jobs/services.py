@@ -60,11 +60,14 @@ def model_choices() -> tuple[str, ...]:
     return available_models()
 
 
-def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = None) -> JobCreation:
+def create_job(
+    owner, uploads: Sequence[UploadedFile], model_name: str | None = None, refused: Sequence[Rejection] = ()
+) -> JobCreation:
     """Validate every file (and every member of a .zip), then store the good ones as one job.
 
     Returns the job (None when no file was acceptable) and the rejected files
-    with their reasons. Files are checked and stored one at a time; the Job
+    with their reasons, after `refused`: files the caller turned away before
+    (sent in the wrong form field, say), reported and counted with the rest. Files are checked and stored one at a time; the Job
     and its Items are created in one transaction, the batch tasks are sent
     only after it commits, and on any failure the stored files are deleted,
     so nothing is left half-created. Raises UploadLimitExceeded when the
@@ -110,6 +113,7 @@ def create_job(owner, uploads: Sequence[UploadedFile], model_name: str | None = 
                 )
             name = default_storage.save(f"uploads/{job_id}/{uuid.uuid4().hex}{checked.extension}", candidate.file)
             stored.append(StoredImage(checked, name, candidate.file.size))
+        rejected.extend(refused)
         if not stored:
             return JobCreation(job=None, rejected=rejected)
         job = _create_rows(job_id, owner, model_name, stored, rejected=len(rejected))
