@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -34,6 +35,12 @@ _WHITE = (255, 255, 255)
 
 # Said of a file no supported format recognises, whether read whole or by its first bytes.
 NOT_AN_IMAGE = "not an image Pillow can read (the contents, not the name, decide)"
+
+
+# What Pillow raises on malformed data besides its own errors: its parsers
+# index, unpack and divide by whatever a file declares. Each is the file's
+# fault, so it fails that file alone.
+_MALFORMED = (OSError, SyntaxError, ValueError, IndexError, TypeError, KeyError, EOFError, ArithmeticError, struct.error)
 
 
 class ImageError(ValueError):
@@ -69,8 +76,8 @@ def _open(source: str | BinaryIO) -> Image.Image:
             image = Image.open(source)
     except UnidentifiedImageError:
         raise UnsupportedImage(NOT_AN_IMAGE) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImage(f"unreadable image header: {exc}") from None
+    except _MALFORMED as exc:
+        raise CorruptImage(f"unreadable image header: {_describe(exc)}") from None
     if image.format not in SUPPORTED_FORMATS:
         image.close()
         raise UnsupportedImage(
@@ -116,12 +123,11 @@ def inspect_image(source: str | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) 
     """Read only the header: format, size and frame count, or raise ImageError."""
     with _open(source) as image:
         _check_pixels(image, max_pixels)
-        return ImageInfo(
-            format=image.format,
-            width=image.width,
-            height=image.height,
-            frames=getattr(image, "n_frames", 1),
-        )
+        try:
+            frames = getattr(image, "n_frames", 1)  # GIF and TIFF walk their frames' headers for this
+        except _MALFORMED as exc:
+            raise CorruptImage(f"unreadable image header: {_describe(exc)}") from None
+        return ImageInfo(format=image.format, width=image.width, height=image.height, frames=frames)
 
 
 def load_rgb(
@@ -142,10 +148,13 @@ def load_rgb(
         try:
             image.seek(0)
             image.load()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except (*_MALFORMED, Image.DecompressionBombError) as exc:
             raise CorruptImage(f"cannot decode image data: {_describe(exc)}") from None
         upright = _apply_exif_orientation(image)
-        return to_rgb(upright)
+        try:
+            return to_rgb(upright)
+        except _MALFORMED as exc:
+            raise CorruptImage(f"cannot convert the image to RGB: {_describe(exc)}") from None
 
 
 def _draft_request(size: tuple[int, int], min_size: tuple[int, int]) -> tuple[int, int]:

@@ -1,12 +1,13 @@
 """ml.imaging: every file becomes an upright RGB picture, or a clear ImageError."""
 
 import io
+import random
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ml import CorruptImage, ImageTooLarge, UnsupportedImage, could_be_supported_image, inspect_image, load_rgb
+from ml import CorruptImage, ImageError, ImageTooLarge, UnsupportedImage, could_be_supported_image, inspect_image, load_rgb
 from tests.conftest import EDGE_CASES, SAMPLES
 from tests.images import image_bytes, quadrants
 
@@ -157,6 +158,49 @@ def test_the_first_bytes_rule_out_only_what_a_whole_read_would(path):
 def test_the_first_bytes_of_every_supported_format_are_recognised(fmt):
     assert could_be_supported_image(image_bytes(fmt=fmt)[:16])
     assert not could_be_supported_image(b"%PDF-1.4 not an image")
+
+
+# A TIFF whose directory declares no image size: Pillow raised TypeError("Missing dimensions").
+TIFF_WITHOUT_DIMENSIONS = bytes.fromhex(
+    "49492a00080000000a000001040001000000400000000101040001000000300000000201030003000000860000000301"
+    "0300010000000100000006010300010000000200000011010400010000008c0000001501030001000000030000001601"
+    "040001000000300000001701040001000000002400001c010300010000000100000098240000080008000800"
+)
+
+
+def mutants(data: bytes, count: int, seed: int):
+    """Copies of data with a few bytes changed (mostly in the header), or cut short: damaged files."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            position = rng.randrange(min(len(damaged), 160) if rng.random() < 0.7 else len(damaged))
+            damaged[position] = rng.choice([0x00, 0xFF, rng.randrange(256), damaged[position] ^ 0x80])
+        if rng.random() < 0.2:
+            damaged = damaged[: rng.randrange(1, len(damaged))]
+        yield bytes(damaged)
+
+
+def animated_gif() -> bytes:
+    buffer = io.BytesIO()
+    frames = [Image.new("P", (32, 24), color) for color in (1, 2, 3)]
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "animated GIF"])
+def test_a_damaged_file_is_an_image_error_never_another_exception(fmt):
+    # What a fuzzer found in Pillow's GIF and TIFF readers (IndexError,
+    # TypeError) must fail the one file with a reason, not its batch.
+    seed_file = animated_gif() if fmt == "animated GIF" else image_bytes(fmt=fmt, size=(40, 30))
+    for number, damaged in enumerate([TIFF_WITHOUT_DIMENSIONS, *mutants(seed_file, 400, seed=len(fmt))]):
+        for read in (inspect_image, load_rgb):
+            try:
+                read(io.BytesIO(damaged))
+            except ImageError:
+                pass
+            except Exception as error:  # noqa: BLE001 - the assertion is that nothing else escapes
+                pytest.fail(f"{fmt} mutant {number}: {read.__name__} raised {type(error).__name__}: {error}")
 
 
 def test_truncated_jpeg_is_corrupt_with_a_clear_reason():

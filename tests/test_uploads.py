@@ -51,7 +51,9 @@ def post_job(client, files, **data):
 
 
 def nothing_was_created(media_root) -> bool:
-    return Job.objects.count() == 0 and Item.objects.count() == 0 and not [p for p in media_root.rglob("*") if p.is_file()]
+    """No Job, no Item, no file, and no job's folder (`uploads/` itself may stay)."""
+    leftovers = [path for path in media_root.rglob("*") if path.is_file() or len(path.relative_to(media_root).parts) > 1]
+    return Job.objects.count() == 0 and Item.objects.count() == 0 and not leftovers
 
 
 def results_of(job_id) -> dict[str, Item]:
@@ -315,18 +317,35 @@ def post_raw(client, body: bytes, content_type: str = "multipart/form-data; boun
     return client.generic("POST", "/api/jobs/", body, content_type=content_type, **extra)
 
 
-def test_a_file_named_dot_dot_is_checked_by_a_placeholder_name_not_dropped(alice, api_as):
+def test_files_named_dot_dot_or_a_folder_are_checked_not_dropped(alice, api_as):
     body = multipart(
         ("images", "..", COFFEE),
         ("images", "notes/", b"not an image"),
+        ("images", ".", ROCKET),
         ("images", "", b""),  # a browser's file input left empty: no file at all
     )
     response = post_raw(api_as(alice), body)
 
     assert response.status_code == 201, response.content
-    [item] = Item.objects.filter(job_id=response.json()["id"])
-    assert (item.filename, item.format) == ("(unnamed file)", "PNG")
-    assert response.json()["rejected"] == [{"filename": "(unnamed file)", "error": NOT_AN_IMAGE}]
+    items = {item.filename: item.format for item in Item.objects.filter(job_id=response.json()["id"])}
+    # Numbered, so two of them can be told apart; a folder-like name keeps what it has.
+    assert items == {"(unnamed file 1)": "PNG", "(unnamed file 2)": "JPEG"}
+    assert response.json()["rejected"] == [{"filename": "notes", "error": NOT_AN_IMAGE}]
+
+
+def test_a_body_cut_short_creates_nothing(alice, api_as, media_root):
+    body = multipart(("images", "coffee.png", COFFEE), ("images", "rocket.jpg", ROCKET))
+    cut = body[: len(body) - len(ROCKET) // 2]
+    api = api_as(alice)
+    # The last boundary never came (the client sent a Content-Length for what it had).
+    response = post_raw(api, cut)
+    assert response.status_code == 400
+    assert "does not end with its closing boundary (--XYZ--): it was cut short" in response.json()["detail"]
+    # The connection closed before the announced length.
+    response = post_raw(api, cut, CONTENT_LENGTH=str(len(body)), **{"wsgi.input": io.BytesIO(cut)})
+    assert response.status_code == 400
+    assert f"ended after {len(cut)} of the {len(body)} bytes" in response.json()["detail"]
+    assert nothing_was_created(media_root)
 
 
 def test_files_in_another_field_are_rejected_by_name(alice, api_as, media_root):
@@ -369,12 +388,18 @@ def test_a_chunked_body_without_a_length_is_411_not_no_files(alice, api_as, clie
     assert nothing_was_created(media_root)
 
 
-def test_a_body_with_no_parts_says_so_rather_than_no_files(alice, api_as, media_root):
+def test_a_body_with_another_boundary_says_so_rather_than_no_files(alice, api_as, media_root):
     body = multipart(("images", "coffee.png", COFFEE), boundary="SOMETHING-ELSE")
     response = post_raw(api_as(alice), body)  # the Content-Type names XYZ
     assert response.status_code == 400
-    assert "holds no form parts" in response.json()["detail"]
+    assert "separated by another boundary than its Content-Type names" in response.json()["detail"]
     assert nothing_was_created(media_root)
+
+
+def test_an_empty_form_says_no_files_were_sent(alice, api_as):
+    response = post_raw(api_as(alice), b"--XYZ--\r\n")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("no files were sent in the field 'images'")
 
 
 @pytest.mark.parametrize(
@@ -415,6 +440,47 @@ def test_a_member_that_is_not_an_image_is_refused_from_its_first_bytes(alice, ap
     assert response.status_code == 201
     assert response.json()["rejected"] == [{"filename": "mixed.zip/log.txt", "error": NOT_AN_IMAGE}]
     assert len(unpacked) == 1  # the PNG's rest; the 5 MB text file never got past its first 16 bytes
+
+
+def damaged_member(method: int) -> bytes:
+    """A one-member archive whose compressed data its decompressor refuses (not just a bad CRC)."""
+    archive = bytearray(zip_bytes({"rocket.jpg": ROCKET}, method=method))
+    data_start = 30 + len("rocket.jpg")  # after the local file header
+    if method == zipfile.ZIP_DEFLATED:
+        archive[data_start] = 0xFF  # deflate block type 3: "invalid block type"
+    else:
+        middle = data_start + len(ROCKET) // 4
+        archive[middle : middle + 64] = bytes(b ^ 0xFF for b in archive[middle : middle + 64])
+    return bytes(archive)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA], ids=["deflate", "lzma"])
+def test_a_member_its_decompressor_refuses_is_rejected_alone(alice, api_as, media_root, method):
+    files = [upload("coffee.png", COFFEE), upload("damaged.zip", damaged_member(method))]
+    response = post_job(api_as(alice), files)
+
+    assert response.status_code == 201, response.content
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "damaged.zip/rocket.jpg" and entry["error"].startswith("damaged inside the archive")
+
+
+@pytest.mark.parametrize("member", ["\x01\x02", " ", ".", "x/."], ids=["control", "space", "dot", "folder-dot"])
+def test_a_member_whose_name_cleans_to_nothing_is_still_checked(alice, api_as, member):
+    archive = zip_bytes([("ok.png", COFFEE), (member, ROCKET)])
+    response = post_job(api_as(alice), [upload("odd.zip", archive)])
+
+    assert response.status_code == 201, response.content
+    assert response.json()["total"] == 2 and response.json()["rejected"] == []
+    names = set(results_of(response.json()["id"]))
+    assert "odd.zip/ok.png" in names and len(names) == 2
+
+
+def test_a_refused_upload_leaves_no_job_folder(alice, api_as, media_root, settings):
+    settings.VQ_MAX_FILES_PER_JOB = 2
+    archive = zip_bytes({"a.png": COFFEE, "b.jpg": ROCKET})
+    response = post_job(api_as(alice), [upload("two.zip", archive), upload("third.png", COFFEE)])
+    assert response.status_code == 400 and "more than 2 images" in response.json()["detail"]
+    assert nothing_was_created(media_root)
 
 
 def test_the_type_comes_from_the_bytes_never_the_name_or_content_type(alice, api_as):

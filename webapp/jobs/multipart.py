@@ -1,10 +1,16 @@
-"""Multipart parsing that keeps every file part, so none is dropped without a word.
+"""Multipart parsing that drops no file unseen and notices a body cut short.
 
 Django's parser silently skips a file part whose name sanitises to nothing
 (`..`, `.`, `photos/`): the file never reaches the view, so it can be neither
-accepted nor rejected by name. Here such a part is kept as "(unnamed file)"
+accepted nor rejected by name. Here such a part is kept, named after what is
+left of its path (`photos/` is `photos`) or numbered ("(unnamed file 2)"),
 and checked like any other. (A part with an empty filename is still skipped:
 that is how a browser sends a file input left empty.)
+
+Django also takes a body that stops early (the client hung up, or the last
+boundary never came) for a complete form, and quietly leaves out the part it
+was reading. Here that is a MultiPartParserError, a 400 naming what was
+missing, so a job is never created from part of an upload.
 
 Installed first in FILE_UPLOAD_HANDLERS: Django asks each handler's
 handle_raw_input before parsing, and this one parses with the rest.
@@ -13,14 +19,35 @@ handle_raw_input before parsing, and this one parses with the rest.
 from __future__ import annotations
 
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http.multipartparser import MultiPartParser
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-UNNAMED_FILE = "(unnamed file)"
+from webapp.jobs.validation import UNNAMED_FILE
 
 
 class _KeepUnnamedFilesParser(MultiPartParser):
+    unnamed = 0
+
     def sanitize_file_name(self, file_name):
-        return super().sanitize_file_name(file_name) or UNNAMED_FILE
+        sanitized = super().sanitize_file_name(file_name) or super().sanitize_file_name(file_name.rstrip("/\\"))
+        if sanitized:
+            return sanitized
+        self.unnamed += 1
+        return f"{UNNAMED_FILE[:-1]} {self.unnamed})"
+
+
+class _CountingStream:
+    """The request body as the parser reads it, with how much came and how it ended."""
+
+    TAIL = 512
+
+    def __init__(self, stream):
+        self.stream, self.received, self.tail = stream, 0, b""
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.received += len(data)
+        self.tail = (self.tail + data)[-self.TAIL :]
+        return data
 
 
 class KeepUnnamedFilesHandler(FileUploadHandler):
@@ -28,7 +55,24 @@ class KeepUnnamedFilesHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         others = [handler for handler in self.request.upload_handlers if handler is not self]
-        return _KeepUnnamedFilesParser(META, input_data, others, encoding).parse()
+        body = _CountingStream(input_data)
+        fields, files = _KeepUnnamedFilesParser(META, body, others, encoding).parse()
+        # The parser reads the body to its end (Django exhausts it), so this is all there was.
+        if body.received < content_length:
+            problem = (
+                f"the body ended after {body.received} of the {content_length} bytes its Content-Length "
+                "announced (was the connection cut?)"
+            )
+        elif body.received and b"--" + boundary + b"--" not in body.tail:
+            problem = (
+                f"the body does not end with its closing boundary ({(b'--' + boundary + b'--').decode()}): "
+                "it was cut short, or its parts are separated by another boundary than its Content-Type names"
+            )
+        else:
+            return fields, files
+        for upload in (upload for _, uploads in files.lists() for upload in uploads):
+            upload.close()  # a temporary file is deleted on close
+        raise MultiPartParserError(problem)
 
     def receive_data_chunk(self, raw_data, start):  # never reached: the parse above uses the others
         return raw_data

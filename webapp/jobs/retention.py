@@ -60,11 +60,12 @@ def remove_job_files(job_id: uuid.UUID) -> int:
         for name in names:
             default_storage.delete(f"{folder}/{name}")
             removed += 1
-        _remove_empty_folder(folder)
+        remove_empty_folder(folder)
     return removed
 
 
-def _remove_empty_folder(folder: str) -> None:
+def remove_empty_folder(folder: str) -> None:
+    """Remove a storage folder if it is empty and local; otherwise leave it."""
     try:
         os.rmdir(default_storage.path(folder))
     except (NotImplementedError, FileNotFoundError, OSError):

@@ -17,7 +17,7 @@ from django.utils.translation import ngettext
 from ml import available_models
 from tasks.dispatch import broker_is_reachable, enqueue_job_or_leave_queued
 from webapp.jobs.models import Item, Job, cancel_job, requeue_failed_items
-from webapp.jobs.retention import delete_job
+from webapp.jobs.retention import delete_job, remove_empty_folder
 from webapp.jobs.uploads import expand_uploads
 from webapp.jobs.validation import AcceptedUpload, Rejection, check_upload
 from webapp.security.limits import UploadLimitExceeded, UploadTooLargeForQuota, check_upload_allowed, record_upload
@@ -118,11 +118,11 @@ def create_job(
             return JobCreation(job=None, rejected=rejected)
         job = _create_rows(job_id, owner, model_name, stored, rejected=len(rejected))
     except UploadTooLargeForQuota as error:
-        _delete_files(stored)
+        _delete_files(job_id, stored)
         raise JobRequestError(str(error)) from None
     except BaseException:
         # Nothing half-written: a job that did not commit leaves no files.
-        _delete_files(stored)
+        _delete_files(job_id, stored)
         raise
     return JobCreation(job=job, rejected=rejected)
 
@@ -157,9 +157,10 @@ def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredI
     return job
 
 
-def _delete_files(stored: list[StoredImage]) -> None:
+def _delete_files(job_id: uuid.UUID, stored: list[StoredImage]) -> None:
     for image in stored:
         default_storage.delete(image.name)
+    remove_empty_folder(f"uploads/{job_id}")
 
 
 # What cancelling does, in every message that reports it (API, job page, admin):

@@ -16,11 +16,13 @@ anonymous temporary file and checked like any upload.
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -29,7 +31,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 
 from ml import NOT_AN_IMAGE, could_be_supported_image
-from webapp.jobs.validation import Rejection, display_name, human_size
+from webapp.jobs.validation import UNNAMED_FILE, Rejection, display_name, human_size
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
 # Archive formats we do not open inside an archive, recognised by their first bytes.
@@ -198,8 +200,16 @@ def _member_problem(member: zipfile.ZipInfo) -> str:
     return ""
 
 
+# What a damaged member's decompressor raises: zlib and lzma have errors of
+# their own; bz2 raises OSError, zipfile BadZipFile (a CRC) or EOFError.
+_DAMAGED_MEMBER_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
+
+
 def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> UploadedFile | Rejection:
-    temporary = TemporaryUploadedFile(name, "application/octet-stream", member.file_size, None)
+    # The file object's own name is fixed: a member path may clean to nothing
+    # ("." or control characters), which Django refuses as a file name. Its
+    # owner knows it by `name`, carried beside it.
+    temporary = TemporaryUploadedFile("member", "application/octet-stream", member.file_size, None)
     try:
         with archive.open(member) as source:
             head = source.read(16)
@@ -216,9 +226,12 @@ def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> Up
     except NotImplementedError:
         temporary.close()
         return Rejection(name, "compressed with a method we cannot unpack; use plain zip (deflate)")
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+    except _DAMAGED_MEMBER_ERRORS as error:
         temporary.close()
         return Rejection(name, f"damaged inside the archive: {error}")
+    except BaseException:
+        temporary.close()
+        raise
     temporary.size = temporary.tell()
     temporary.seek(0)
     return temporary
@@ -234,7 +247,7 @@ def _archive_kind(head: bytes) -> str:
 def member_display_name(archive_name: str, member_path: str) -> str:
     """`archive.zip/folder/photo.jpg`, printable, at most 255 characters (the file name survives)."""
     clean = "".join(ch for ch in member_path.replace("\\", "/") if unicodedata.category(ch)[0] != "C").strip("/ ")
-    name = f"{archive_name}/{clean}"
+    name = f"{archive_name}/{clean or UNNAMED_FILE}"
     if len(name) <= 255:
         return name
     tail = os.path.basename(clean)[-200:]

@@ -48,11 +48,15 @@ def human_size(size: int) -> str:
     return filesizeformat(size).replace("\xa0", " ")
 
 
+# How a file with no usable name of its own is shown (a part named '..', a member named '.').
+UNNAMED_FILE = "(unnamed file)"
+
+
 def display_name(raw_name: str | None) -> str:
     """The client's file name, fit to show: no folders, no control characters."""
     name = os.path.basename((raw_name or "").replace("\\", "/"))
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    return name[:255] or "(unnamed file)"
+    return name[:255] or UNNAMED_FILE
 
 
 def check_upload(upload: UploadedFile, filename: str | None = None) -> AcceptedUpload | Rejection:
