@@ -365,6 +365,40 @@ def test_files_in_another_field_are_rejected_by_name(alice, api_as, media_root):
     assert Job.objects.count() == 0
 
 
+def test_a_part_without_a_file_name_is_rejected_not_dropped(alice, api_as, media_root):
+    # filename="" with content (some clients), and curl's -F 'images=<photo.png' typo: both arrive as text.
+    body = multipart(("images", "coffee.png", COFFEE), ("images", "", ROCKET[:2000]), ("images", None, b"camera.png"))
+    response = post_raw(api_as(alice), body)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["total"] == 1
+    rejected = response.json()["rejected"]
+    assert [entry["filename"] for entry in rejected] == ["(a part with no file name)"] * 2
+    assert "without a file name" in rejected[0]["error"] and "-F images=@photo.jpg" in rejected[0]["error"]
+
+
+def test_a_file_in_the_model_field_is_rejected_by_name_not_shown_as_a_model(alice, api_as):
+    response = api_as(alice).post("/api/jobs/", {"images": [upload("coffee.png", COFFEE)], "model": [upload("rocket.jpg", ROCKET)]})
+    assert response.status_code == 201
+    assert response.json()["rejected"] == [
+        {"filename": "rocket.jpg", "error": "sent in the field 'model'; images go in the field 'images'"}
+    ]
+    assert Job.objects.get().model_name == "efficientnet-lite0"
+
+
+def test_the_upload_page_reads_the_form_as_the_api_does(client, alice, media_root):
+    client.force_login(alice)
+    twice = client.post("/upload/", {"images": [upload("coffee.png", COFFEE)], "model": ["efficientnet-lite1", "efficientnet-lite2"]})
+    assert twice.status_code == 400
+    assert "The field &#x27;model&#x27; was sent 2 times" in twice.content.decode()
+    assert nothing_was_created(media_root)
+
+    elsewhere = client.post("/upload/", {"images": [upload("coffee.png", COFFEE)], "photo": [upload("rocket.jpg", ROCKET)]}, follow=True)
+    job = Job.objects.get(owner=alice)
+    assert list(job.items.values_list("filename", flat=True)) == ["coffee.png"]
+    assert "rocket.jpg" in elsewhere.content.decode() and "sent in the field &#x27;photo&#x27;" in elsewhere.content.decode()
+
+
 def test_the_model_field_sent_twice_is_a_400(alice, api_as, media_root):
     response = post_raw(api_as(alice), multipart(
         ("images", "coffee.png", COFFEE), ("model", None, b"efficientnet-lite0"), ("model", None, b"efficientnet-lite2"),
@@ -399,7 +433,7 @@ def test_a_body_with_another_boundary_says_so_rather_than_no_files(alice, api_as
 def test_an_empty_form_says_no_files_were_sent(alice, api_as):
     response = post_raw(api_as(alice), b"--XYZ--\r\n")
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("no files were sent in the field 'images'")
+    assert response.json()["detail"].startswith("no files were sent")
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from ml import available_models
-from webapp.jobs.limits import content_length
 from webapp.jobs.models import Item, Job
 from webapp.jobs import services
 from webapp.jobs.services import JobRequestError, QueueUnavailable, UploadLimitExceeded, create_job, delete_job
-from webapp.jobs.validation import Rejection, display_name
+from webapp.jobs.upload_form import FormRefused, read_upload_form
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -208,23 +207,17 @@ class JobViewSet(
 
     def create(self, request, *args, **kwargs):
         try:
-            files, models = request.FILES, _every_value(request.data, "model")
+            form = read_upload_form(request.POST, request.FILES)
         except ParseError as error:
             # A malformed multipart body: the same 400 shape as every other refusal.
             return Response({"detail": str(error.detail), "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
-        uploads = files.getlist("images")
-        # Files under any other field name are refused by name, not dropped unseen.
-        misplaced = [
-            Rejection(display_name(upload.name), f"sent in the field {field!r}; images go in the field 'images'")
-            for field, field_uploads in files.lists()
-            if field != "images"
-            for upload in field_uploads
-        ]
-        refusal = _refuse_form(request, uploads, models, misplaced)
-        if refusal:
-            return refusal
+        except FormRefused as refusal:
+            return Response(
+                {"detail": f"{refusal}; nothing was created", "rejected": [r.as_dict() for r in refusal.rejected]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         try:
-            creation = create_job(request.user, uploads, model_name=models[0] if models else None, refused=misplaced)
+            creation = create_job(request.user, form.uploads, model_name=form.model_name, refused=form.refused)
         except JobRequestError as error:
             headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, QueueUnavailable) else None
             return Response({"detail": str(error), "rejected": []}, status=error.status_code, headers=headers)
@@ -286,33 +279,6 @@ class JobViewSet(
                 headers={"Retry-After": str(error.retry_after_seconds)},
             )
         return Response({"retried": retried, "job": JobSerializer(job).data})
-
-
-def _every_value(data, field: str) -> list:
-    # A form body parses to a QueryDict; DRF gives a plain dict when there is no body at all.
-    if hasattr(data, "getlist"):
-        return data.getlist(field)
-    return [data[field]] if field in data else []
-
-
-def _refuse_form(request, uploads, models: list[str], misplaced: list[Rejection]) -> Response | None:
-    """A 400 for a form that cannot be read as one job, whatever its files hold; None when it can."""
-    if len(models) > 1:
-        detail = f"the field 'model' was sent {len(models)} times; send it once"
-    elif uploads:
-        return None
-    elif misplaced:
-        detail = "no files in the field 'images'; images go in the field 'images'"
-    elif not request.data and content_length(request):
-        # Django found no part at all in a non-empty body: an empty form, or a boundary that does not match.
-        detail = (
-            "no files were sent in the field 'images': the request body holds no form parts "
-            "(if it has some, they are not separated by the boundary its Content-Type names)"
-        )
-    else:
-        return None  # create_job says that no file was sent
-    rejected = [rejection.as_dict() for rejection in misplaced]
-    return Response({"detail": f"{detail}; nothing was created", "rejected": rejected}, status=status.HTTP_400_BAD_REQUEST)
 
 
 @contextmanager

@@ -4,8 +4,9 @@ Django's parser silently skips a file part whose name sanitises to nothing
 (`..`, `.`, `photos/`): the file never reaches the view, so it can be neither
 accepted nor rejected by name. Here such a part is kept, named after what is
 left of its path (`photos/` is `photos`) or numbered ("(unnamed file 2)"),
-and checked like any other. (A part with an empty filename is still skipped:
-that is how a browser sends a file input left empty.)
+and checked like any other. (A part with an empty filename is a text field
+to Django; webapp.jobs.upload_form reports it unless it is empty, which is
+how a browser sends a file input left empty.)
 
 Django also takes a body that stops early (the client hung up, or the last
 boundary never came) for a complete form, and quietly leaves out the part it

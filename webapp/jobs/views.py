@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.jobs import exports
 from webapp.jobs.models import Item, Job
 from webapp.jobs.params import id_list
+from webapp.jobs.upload_form import FormRefused, read_upload_form
 from webapp.jobs.services import (
     JobRequestError,
     QueueUnavailable,
@@ -61,7 +62,12 @@ def upload(request):
     if request.method == "GET":
         return render(request, "jobs/upload.html", context)
     try:
-        creation = create_job(request.user, request.FILES.getlist("images"), request.POST.get("model") or None)
+        form = read_upload_form(request.POST, request.FILES)
+    except FormRefused as refusal:
+        context.update(error=f"{str(refusal).capitalize()}; nothing was created.", rejected=refusal.rejected)
+        return render(request, "jobs/upload.html", context, status=400)
+    try:
+        creation = create_job(request.user, form.uploads, form.model_name or None, refused=form.refused)
     except JobRequestError as error:
         # 400 for the upload's own problems; 503 (with Retry-After) when the queue is down.
         response = render(request, "jobs/upload.html", {**context, "error": str(error)}, status=error.status_code)
