@@ -188,6 +188,7 @@ def animated_gif() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on the damage it skips over
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "animated GIF"])
 def test_a_damaged_file_is_an_image_error_never_another_exception(fmt):
     # What a fuzzer found in Pillow's GIF and TIFF readers (IndexError,
