@@ -118,4 +118,4 @@ def test_an_empty_model_name_is_refused_not_defaulted(alice, api_as):
 
     response = post_job(api_as(alice), [sample("coffee.png")], model="")
     assert response.status_code == 400
-    assert "unknown model ''" in response.json()["detail"]
+    assert response.json()["detail"].startswith("the field 'model' is empty; choose one of efficientnet-lite0")

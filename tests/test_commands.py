@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -169,6 +170,7 @@ def test_broker_url_prefers_redis_url(monkeypatch):
 # What `manage.py up` does after start-up: Stack.wait() until Ctrl-C or a death.
 STACK_WITH_ONLY_ITS_BROKER = """
 import sys
+import time
 from webapp.stack import Stack
 
 stack = Stack(web_port=None, worker_concurrency=0).start()
@@ -199,3 +201,41 @@ def test_the_stack_stops_and_fails_when_its_embedded_redis_dies():
     assert stack.returncode == 1, stderr
     assert "stack: the embedded Redis (redis-server on port" in stderr
     assert "exited with status -9; every queued message went with it; stopping" in stderr
+
+
+def test_stopping_the_stack_leaves_no_process_of_a_child_behind(tmp_path):
+    from webapp.stack import Stack
+
+    # A child whose own child ignores SIGTERM: what a gunicorn worker stuck on
+    # a lock looks like after its master has gone.
+    straggler = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    parent = (
+        "import subprocess, sys, time; "
+        f"child = subprocess.Popen([sys.executable, '-c', {straggler!r}]); "
+        "open(sys.argv[1], 'w').write(str(child.pid)); time.sleep(600)"
+    )
+    pid_file = tmp_path / "straggler.pid"
+    stack = Stack(web_port=None, log_dir=tmp_path)
+    stack._env = dict(os.environ)
+    stack._spawn("parent", [sys.executable, "-c", parent, str(pid_file)])
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    straggler_pid = int(pid_file.read_text())
+
+    stack.stop(timeout=5)
+
+    deadline = time.monotonic() + 5  # SIGKILL is sent, not waited for
+    while is_running(straggler_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_running(straggler_pid)
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that is not reaping it."""
+    try:
+        state = next(line for line in open(f"/proc/{pid}/status") if line.startswith("State:"))
+    except FileNotFoundError:
+        return False
+    return "Z" not in state.split()[1]

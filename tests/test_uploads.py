@@ -399,6 +399,20 @@ def test_the_upload_page_reads_the_form_as_the_api_does(client, alice, media_roo
     assert "rocket.jpg" in elsewhere.content.decode() and "sent in the field &#x27;photo&#x27;" in elsewhere.content.decode()
 
 
+def test_a_model_field_holding_a_whole_file_is_not_echoed_back(alice, api_as, media_root):
+    response = post_raw(api_as(alice), multipart(("images", "coffee.png", COFFEE), ("model", None, ROCKET)))
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("unknown model ") and "(cut short)" in detail and len(detail) < 300
+    assert nothing_was_created(media_root)
+
+
+def test_a_body_with_a_long_epilogue_is_not_taken_for_a_cut_one(alice, api_as):
+    # RFC 2046 allows text after the closing boundary; only its absence means the body was cut.
+    response = post_raw(api_as(alice), multipart(("images", "coffee.png", COFFEE)) + b"\r\n" * 2000)
+    assert response.status_code == 201, response.content
+
+
 def test_the_model_field_sent_twice_is_a_400(alice, api_as, media_root):
     response = post_raw(api_as(alice), multipart(
         ("images", "coffee.png", COFFEE), ("model", None, b"efficientnet-lite0"), ("model", None, b"efficientnet-lite2"),
@@ -507,6 +521,23 @@ def test_a_member_whose_name_cleans_to_nothing_is_still_checked(alice, api_as, m
     assert response.json()["total"] == 2 and response.json()["rejected"] == []
     names = set(results_of(response.json()["id"]))
     assert "odd.zip/ok.png" in names and len(names) == 2
+
+
+def test_a_zip_of_a_newer_format_version_is_rejected_by_name(alice, api_as):
+    archive = bytearray(zip_bytes({"ok.png": COFFEE}))
+    directory_entry = archive.rfind(b"PK\x01\x02")
+    archive[directory_entry + 6 : directory_entry + 8] = (64).to_bytes(2, "little")  # needs version 6.4
+    response = post_job(api_as(alice), [upload("new.zip", bytes(archive)), upload("rocket.jpg", ROCKET)])
+
+    assert response.status_code == 201, response.content
+    [entry] = response.json()["rejected"]
+    assert entry["filename"] == "new.zip" and "zip file version 6.4" in entry["error"]
+
+
+def test_a_folder_entry_holding_bytes_is_checked_as_a_file(alice, api_as):
+    response = post_job(api_as(alice), [upload("odd.zip", zip_bytes([("ok.png", COFFEE), ("cam.png/", ROCKET)]))])
+    assert response.status_code == 201
+    assert set(results_of(response.json()["id"])) == {"odd.zip/ok.png", "odd.zip/cam.png"}
 
 
 def test_a_refused_upload_leaves_no_job_folder(alice, api_as, media_root, settings):

@@ -178,10 +178,15 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
             output = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-            process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
             output.close()
         else:
-            process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
             threading.Thread(target=_prefix_lines, args=(name, process.stdout), daemon=True).start()
         child = Child(name, process, log_path, pool)
         self.children.append(child)
@@ -262,6 +267,12 @@ class Stack:
         return failure
 
     def stop(self, timeout: float = 15.0) -> None:
+        # Each child leads a process group of its own (start_new_session), so
+        # Ctrl-C reaches only this process, which asks each child to stop (a
+        # Celery worker lets its batches finish, gunicorn its requests); once
+        # the child has gone, a straggler left in its group (a gunicorn worker
+        # stuck on a lock after its master left) is killed instead of keeping
+        # the port.
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -277,6 +288,7 @@ class Stack:
             if child.process.poll() is None:
                 child.process.kill()
                 child.process.wait()
+            _signal_group(child.process, signal.SIGKILL)  # whatever of its group is left
         self.children.clear()
         if self._control is not None:
             self._control.close()
@@ -295,6 +307,11 @@ class Stack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
 
 
 def _prefix_lines(name: str, stream) -> None:

@@ -37,17 +37,21 @@ class _KeepUnnamedFilesParser(MultiPartParser):
 
 
 class _CountingStream:
-    """The request body as the parser reads it, with how much came and how it ended."""
+    """The request body as the parser reads it: how much came, and whether the closing boundary did."""
 
-    TAIL = 512
-
-    def __init__(self, stream):
-        self.stream, self.received, self.tail = stream, 0, b""
+    def __init__(self, stream, boundary: bytes):
+        self.stream, self.received = stream, 0
+        self.closing = b"--" + boundary + b"--"
+        self.closed = False
+        self._carry = b""  # the end of the last read, in case the closing boundary straddles two
 
     def read(self, size=-1):
         data = self.stream.read(size)
         self.received += len(data)
-        self.tail = (self.tail + data)[-self.TAIL :]
+        if not self.closed and data:
+            window = self._carry + data
+            self.closed = self.closing in window
+            self._carry = window[-(len(self.closing) - 1) :]
         return data
 
 
@@ -56,7 +60,7 @@ class KeepUnnamedFilesHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         others = [handler for handler in self.request.upload_handlers if handler is not self]
-        body = _CountingStream(input_data)
+        body = _CountingStream(input_data, boundary)
         fields, files = _KeepUnnamedFilesParser(META, body, others, encoding).parse()
         # The parser reads the body to its end (Django exhausts it), so this is all there was.
         if body.received < content_length:
@@ -64,7 +68,7 @@ class KeepUnnamedFilesHandler(FileUploadHandler):
                 f"the body ended after {body.received} of the {content_length} bytes its Content-Length "
                 "announced (was the connection cut?)"
             )
-        elif body.received and b"--" + boundary + b"--" not in body.tail:
+        elif body.received and not body.closed:
             problem = (
                 f"the body does not end with its closing boundary ({(b'--' + boundary + b'--').decode()}): "
                 "it was cut short, or its parts are separated by another boundary than its Content-Type names"

@@ -76,7 +76,10 @@ def create_job(
     # None: the default model. An empty name is a mistake, and refused below.
     model_name = settings.VQ_DEFAULT_MODEL if model_name is None else model_name
     if model_name not in model_choices():
-        raise JobRequestError(f"unknown model {model_name!r}; choose one of {', '.join(model_choices())}")
+        # Quoted and cut short: the value is the client's, and may be a whole file (curl's -F model=<file).
+        shown = repr(model_name[:40]) + (" (cut short)" if len(model_name) > 40 else "")
+        what = "the field 'model' is empty" if not model_name else f"unknown model {shown}"
+        raise JobRequestError(f"{what}; choose one of {', '.join(model_choices())} or leave it out for the default")
     if not uploads:
         raise JobRequestError("no files were sent; attach one or more images in the field 'images'")
     if len(uploads) > settings.VQ_MAX_FILES_PER_JOB:

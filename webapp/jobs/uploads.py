@@ -99,13 +99,20 @@ def _archive_members(upload: UploadedFile, budget: _UnpackBudget) -> Iterator[Ca
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
         yield Rejection(archive_name, f"not a readable zip archive: {error}")
         return
+    except NotImplementedError as error:  # a zip format version newer than Python reads
+        yield Rejection(archive_name, f"a zip archive we cannot open ({error}); use plain zip (deflate)")
+        return
     with archive:
         members = archive.infolist()
         refusal = _check_members(members, budget)
         if refusal:
             yield Rejection(archive_name, refusal)
             return
-        files = [member for member in members if not member.is_dir() and not _is_system_junk(member.filename)]
+        # A "folder" (a name ending in /) that holds bytes is checked as a file, not skipped.
+        files = [
+            member for member in members
+            if not (member.is_dir() and member.file_size == 0) and not _is_system_junk(member.filename)
+        ]  # fmt: skip
         if not files:
             what = "nothing but folders and system files" if members else "no files"
             yield Rejection(archive_name, f"the archive holds {what}; there is no image in it")
@@ -228,7 +235,8 @@ def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> Up
         return Rejection(name, "compressed with a method we cannot unpack; use plain zip (deflate)")
     except _DAMAGED_MEMBER_ERRORS as error:
         temporary.close()
-        return Rejection(name, f"damaged inside the archive: {error}")
+        reason = str(error) or ("its data ends before its declared size" if isinstance(error, EOFError) else type(error).__name__)
+        return Rejection(name, f"damaged inside the archive: {reason}")
     except BaseException:
         temporary.close()
         raise
