@@ -82,9 +82,13 @@ class EmbeddedRedis:
             "--dir", self._workdir,
             "--loglevel", "warning",
         ]  # fmt: skip
+        # A session of its own: Ctrl-C at a terminal reaches the process that
+        # started it, which stops it last, after the workers that need it to
+        # finish their batches.
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
-        )
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not ping(self.port):
             if self.process.poll() is not None:
