@@ -34,7 +34,7 @@ class RequestLimitsMiddleware:
                 "the request body was sent in chunks (Transfer-Encoding: chunked) without a Content-Length, "
                 "which this server cannot read; send it with a Content-Length (curl -F does); nothing was created",
             )
-        length = content_length(request)
+        length = _content_length(request)
         if length > settings.VQ_MAX_REQUEST_BYTES:
             return refusal(
                 request,
@@ -97,7 +97,7 @@ def refusal(request: HttpRequest, status: int, message: str, retry_after: int | 
     return response
 
 
-def content_length(request: HttpRequest) -> int:
+def _content_length(request: HttpRequest) -> int:
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-from webapp.jobs.validation import UNNAMED_FILE
+from webapp.jobs.validation import unnamed_file
 
 
 class _KeepUnnamedFilesParser(MultiPartParser):
@@ -33,7 +33,7 @@ class _KeepUnnamedFilesParser(MultiPartParser):
         if sanitized:
             return sanitized
         self.unnamed += 1
-        return f"{UNNAMED_FILE[:-1]} {self.unnamed})"
+        return unnamed_file(self.unnamed)
 
 
 class _CountingStream:
@@ -70,7 +70,7 @@ class KeepUnnamedFilesHandler(FileUploadHandler):
             )
         elif body.received and not body.closed:
             problem = (
-                f"the body does not end with its closing boundary ({(b'--' + boundary + b'--').decode()}): "
+                f"the body does not end with its closing boundary ({body.closing.decode()}): "
                 "it was cut short, or its parts are separated by another boundary than its Content-Type names"
             )
         else:

@@ -66,11 +66,12 @@ def create_job(
     """Validate every file (and every member of a .zip), then store the good ones as one job.
 
     Returns the job (None when no file was acceptable) and the rejected files
-    with their reasons, after `refused`: files the caller turned away before
-    (sent in the wrong form field, say), reported and counted with the rest. Files are checked and stored one at a time; the Job
-    and its Items are created in one transaction, the batch tasks are sent
-    only after it commits, and on any failure the stored files are deleted,
-    so nothing is left half-created. Raises UploadLimitExceeded when the
+    with their reasons, followed by `refused`: files the caller turned away
+    before (sent in the wrong form field, say), reported and counted with the
+    rest. Files are checked and stored one at a time; the Job and its Items
+    are created in one transaction, the batch tasks are sent only after it
+    commits, and on any failure the stored files are deleted, so nothing is
+    left half-created. Raises UploadLimitExceeded when the
     owner is over their upload rate or daily image quota.
     """
     # None: the default model. An empty name is a mistake, and refused below.
@@ -114,7 +115,7 @@ def create_job(
                     f"(counting the members of archives); the limit is {settings.VQ_MAX_FILES_PER_JOB} per job; "
                     "nothing was created"
                 )
-            name = default_storage.save(f"uploads/{job_id}/{uuid.uuid4().hex}{checked.extension}", candidate.file)
+            name = default_storage.save(f"{_job_folder(job_id)}/{uuid.uuid4().hex}{checked.extension}", candidate.file)
             stored.append(StoredImage(checked, name, candidate.file.size))
         rejected.extend(refused)
         if not stored:
@@ -163,7 +164,11 @@ def _create_rows(job_id: uuid.UUID, owner, model_name: str, stored: list[StoredI
 def _delete_files(job_id: uuid.UUID, stored: list[StoredImage]) -> None:
     for image in stored:
         default_storage.delete(image.name)
-    remove_empty_folder(f"uploads/{job_id}")
+    remove_empty_folder(_job_folder(job_id))
+
+
+def _job_folder(job_id: uuid.UUID) -> str:
+    return f"uploads/{job_id}"
 
 
 # What cancelling does, in every message that reports it (API, job page, admin):

@@ -52,6 +52,11 @@ def human_size(size: int) -> str:
 UNNAMED_FILE = "(unnamed file)"
 
 
+def unnamed_file(number: int) -> str:
+    """The placeholder numbered, so that several unnamed files of one upload can be told apart."""
+    return f"(unnamed file {number})"
+
+
 def display_name(raw_name: str | None) -> str:
     """The client's file name, fit to show: no folders, no control characters."""
     name = os.path.basename((raw_name or "").replace("\\", "/"))
